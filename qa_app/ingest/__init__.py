@@ -1,0 +1,1 @@
+"""files → text → cleaned text → chunks."""

@@ -1,0 +1,206 @@
+"""Structure-aware chunking of cleaned report text.
+
+Headings (第一章 / 第一节 / 一、/ （一）/ 1. / （1）/ 专栏N and short title lines) open
+sections; a chunk never crosses a heading. Inside a section, sentences (ending in
+。！？；) are packed up to ``target`` characters; an over-long sentence is cut at commas.
+Flattened tables become row-wise table chunks. Every chunk knows its section path and
+its character span in the cleaned text, and a text chunk's text is exactly that span.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from qa_app.ingest.tables import TableRow, group_rows
+from qa_app.models import Chunk
+from qa_app.text import CJK_RE, normalize
+
+_NUM = "一二三四五六七八九十百零〇两"
+_HEADINGS: list[tuple[int, re.Pattern[str]]] = [
+    (0, re.compile(rf"^第[{_NUM}\d]+[编篇部](?:分)?(?:\s|$|[^，,。])")),
+    (1, re.compile(rf"^第[{_NUM}\d]+章")),
+    (2, re.compile(rf"^第[{_NUM}\d]+节")),
+    (3, re.compile(rf"^[{_NUM}]+\s*[、．.]")),
+    (4, re.compile(rf"^[（(][{_NUM}]+[)）]")),
+    (5, re.compile(r"^\d{1,2}\s*[、．.](?!\d)")),
+    (6, re.compile(r"^[（(]\d{1,2}[)）]")),
+    (7, re.compile(r"^(?:专栏|專欄)\s*\d*")),
+]
+_CAPTION_RANK = 7
+_GENERIC_RANK = 8
+_SENT_END = re.compile(r"(?<=[。！？；!?;])[”’」』\"]?")
+_SOFT_BREAK = re.compile(r"(?<=[，,、：:])")
+_TERMINAL = tuple("。！？；!?;，,：:")
+
+
+def heading_rank(line: str) -> int | None:
+    """The nesting rank of a heading line, or None for body text."""
+    if line.endswith("|") or len(line) > 60:
+        return None
+    for rank, pattern in _HEADINGS:
+        if pattern.match(line):
+            # "1.5亿元……。" is a sentence, not a heading: headings don't end like sentences.
+            if line.endswith(_TERMINAL) and rank != 7:
+                return None
+            return rank
+    if (
+        len(line) <= 30
+        and CJK_RE.search(line)
+        and not line[0].isdigit()
+        and not line.endswith(_TERMINAL)
+        and not re.search(r"[，,。；;]", line)
+    ):
+        return _GENERIC_RANK
+    return None
+
+
+@dataclass
+class _Piece:
+    text: str
+    start: int
+    end: int
+
+
+def split_sentences(text: str, offset: int, max_chars: int) -> list[_Piece]:
+    """Sentences of one paragraph with absolute offsets; long ones cut at commas."""
+    pieces: list[_Piece] = []
+    pos = 0
+    bounds = [m.end() for m in _SENT_END.finditer(text)] + [len(text)]
+    for end in bounds:
+        if end <= pos:
+            continue
+        pieces.extend(_cut_long(text, pos, end, offset, max_chars))
+        pos = end
+    return pieces
+
+
+def _cut_long(text: str, start: int, end: int, offset: int, max_chars: int) -> list[_Piece]:
+    if end - start <= max_chars:
+        return [_Piece(text[start:end], offset + start, offset + end)]
+    out: list[_Piece] = []
+    cuts = [start + m.end() for m in _SOFT_BREAK.finditer(text[start:end])] + [end]
+    s = start
+    last = start
+    for c in cuts:
+        if c - s > max_chars and last > s:
+            out.append(_Piece(text[s:last], offset + s, offset + last))
+            s = last
+        last = c
+    while end - s > max_chars:  # no comma at all: hard cut
+        out.append(_Piece(text[s : s + max_chars], offset + s, offset + s + max_chars))
+        s += max_chars
+    if end > s:
+        out.append(_Piece(text[s:end], offset + s, offset + end))
+    return out
+
+
+def _chunk_id(doc_id: str, ordinal: int, text: str) -> str:
+    digest = hashlib.sha1(f"{doc_id}\x00{ordinal}\x00{text}".encode()).hexdigest()
+    return digest[:16]
+
+
+class _Builder:
+    def __init__(self, doc_id: str, cleaned: str, target: int, max_chars: int):
+        self.doc_id, self.cleaned, self.target, self.max_chars = doc_id, cleaned, target, max_chars
+        self.chunks: list[Chunk] = []
+        self.pending: list[_Piece] = []
+
+    def add_piece(self, piece: _Piece, section: str) -> None:
+        size = self.pending[-1].end - self.pending[0].start if self.pending else 0
+        if self.pending and size + len(piece.text) > self.target:
+            self.flush(section)
+        self.pending.append(piece)
+
+    def flush(self, section: str) -> None:
+        if not self.pending:
+            return
+        start, end = self.pending[0].start, self.pending[-1].end
+        self._emit(self.cleaned[start:end], section, start, end, "text")
+        self.pending = []
+
+    def add_table(self, rows: list[TableRow], section: str) -> None:
+        batch: list[TableRow] = []
+        for row in rows:
+            size = sum(len(r.render()) + 1 for r in batch)
+            if batch and size + len(row.render()) > self.max_chars:
+                self._emit_rows(batch, section)
+                batch = []
+            batch.append(row)
+        if batch:
+            self._emit_rows(batch, section)
+
+    def _emit_rows(self, rows: list[TableRow], section: str) -> None:
+        self._emit("\n".join(r.render() for r in rows), section, rows[0].start, rows[-1].end, "table")
+
+    def _emit(self, text: str, section: str, start: int, end: int, kind: str) -> None:
+        text = text.strip()
+        if not text:
+            return
+        ordinal = len(self.chunks)
+        self.chunks.append(
+            Chunk(
+                chunk_id=_chunk_id(self.doc_id, ordinal, text),
+                doc_id=self.doc_id,
+                ordinal=ordinal,
+                text=text,
+                norm=normalize(text),
+                section=section,
+                start=start,
+                end=end,
+                kind=kind,
+            )
+        )
+
+
+def _table_follows(lines: list[str], i: int) -> bool:
+    nxt = next((ln for ln in lines[i + 1 :] if ln.strip()), "")
+    return nxt.endswith("|")
+
+
+def chunk_text(doc_id: str, cleaned: str, *, target: int = 300, max_chars: int = 520) -> list[Chunk]:
+    """Split a document's cleaned text into chunks (see module docstring)."""
+    builder = _Builder(doc_id, cleaned, target, max_chars)
+    stack: list[tuple[int, str]] = []
+    section = ""
+    table: list[tuple[str, int, int]] = []
+
+    def close_table() -> None:
+        nonlocal table, stack, section
+        if not table:
+            return
+        builder.flush(section)
+        for i, rows in enumerate(group_rows(table)):
+            builder.add_table(rows, section)
+            if i == 0:
+                # A 专栏 caption names the first table after it, not the ones that follow.
+                stack = [(r, t) for r, t in stack if r != _CAPTION_RANK]
+                section = " > ".join(t for _, t in stack)
+        table = []
+
+    lines = cleaned.split("\n")
+    offset = 0
+    for i, line in enumerate(lines):
+        start, end = offset, offset + len(line)
+        offset = end + 1
+        if not line.strip():
+            close_table()  # tables are separated by blank lines
+            continue
+        if line.endswith("|"):
+            table.append((line[:-1].strip(), start, end))
+            continue
+        close_table()
+        rank = heading_rank(line)
+        if rank == _CAPTION_RANK and not _table_follows(lines, i):
+            rank = None  # a 专栏 caption whose box was lost in scraping: plain text, not a section
+        if rank is not None:
+            builder.flush(section)
+            stack = [(r, t) for r, t in stack if r < rank] + [(rank, normalize(line))]
+            section = " > ".join(t for _, t in stack)
+            builder.add_piece(_Piece(line, start, end), section)
+            continue
+        for piece in split_sentences(line, start, max_chars):
+            builder.add_piece(piece, section)
+    close_table()
+    builder.flush(section)
+    return builder.chunks

@@ -1,0 +1,104 @@
+"""The data that flows between the stages: documents, chunks, passages, answers."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    doc_id: str  # the file name; stable across re-ingests
+    title: str
+    date: str = ""  # ISO date, may be empty
+    year: int | None = None
+    kind: str = ""
+    script: str = "simplified"
+    source_path: str = ""
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    chunk_id: str
+    doc_id: str
+    ordinal: int
+    text: str  # original script, cleaned, for display and quoting
+    norm: str  # normalised (Simplified, half-width) for matching
+    section: str  # "第二章 … > 第一节 …"
+    start: int  # offsets into the document's cleaned text
+    end: int
+    kind: str = "text"  # "text" | "table"
+
+    def index_text(self) -> str:
+        """What BM25 and the embedder see: the section path gives a chunk its context."""
+        return f"{self.section}\n{self.norm}" if self.section else self.norm
+
+
+@dataclass
+class Passage:
+    """A retrieved chunk with its document and scores."""
+
+    chunk: Chunk
+    doc: DocumentInfo
+    score: float
+    rank: int = 0
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chunk_id": self.chunk.chunk_id,
+            "doc": self.doc.doc_id,
+            "title": self.doc.title,
+            "date": self.doc.date,
+            "section": self.chunk.section,
+            "text": self.chunk.text,
+            "score": round(self.score, 6),
+            "rank": self.rank,
+        }
+
+
+@dataclass(frozen=True)
+class Citation:
+    n: int  # the [n] marker used in the answer text
+    chunk_id: str
+    doc_id: str
+    title: str
+    date: str
+    section: str
+    quote: str  # the exact words used from the passage (original script)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str
+    citations: list[Citation] = field(default_factory=list)
+    passages: list[Passage] = field(default_factory=list)
+    refused: bool = False
+    grounded: bool = True
+    reasons: list[str] = field(default_factory=list)
+    backend: str = "extractive"
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def sources_text(self) -> str:
+        lines = []
+        for c in self.citations:
+            where = " · ".join(p for p in (c.title, c.date, c.section) if p)
+            lines.append(f"[{c.n}] {where}\n    “{c.quote}”")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "citations": [c.to_dict() for c in self.citations],
+            "refused": self.refused,
+            "grounded": self.grounded,
+            "reasons": self.reasons,
+            "backend": self.backend,
+            "timings": {k: round(v, 2) for k, v in self.timings.items()},
+            "passages": [p.to_dict() for p in self.passages],
+        }
