@@ -66,11 +66,11 @@ class Settings(BaseSettings):
     # For questions written mostly in Latin script (English) the lexical side is weak.
     dense_weight_latin: float = 0.5
     # Questions naming a year prefer chunks (and reports) about that year.
-    year_boost: float = 0.3
+    year_boost: float = 0.6
 
     # Answering
     generator: str = "extractive"
-    answer_passages: int = 5
+    answer_passages: int = 8
     answer_max_sentences: int = 2
     min_support: float = 0.5
     max_question_chars: int = 2000

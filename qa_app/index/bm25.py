@@ -66,6 +66,9 @@ class BM25Index:
         top = top[np.argsort(-s[top], kind="stable")]
         return [(self.ids[i], float(s[i])) for i in top]
 
+    def knows(self, term: str) -> bool:
+        return term in self.vocab
+
     def term_idf(self, term: str) -> float:
         i = self.vocab.get(term)
         return float(self.idf[i]) if i is not None else float(self.idf.max(initial=1.0))

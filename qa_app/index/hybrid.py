@@ -5,6 +5,7 @@ dense side for English questions, whose words the lexical index cannot see.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from pydantic import ConfigDict
 
 from qa_app.index.query import Query
 from qa_app.index.store import Index
-from qa_app.models import Passage
+from qa_app.models import Chunk, DocumentInfo, Passage
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,21 @@ class Filters:
         if self.years is not None:
             allowed &= {d.doc_id for d in index.documents() if d.year in self.years}
         return allowed
+
+
+_YEAR_RE = re.compile(r"(?<!\d)((?:19|20)\d{2})(?!\d)")
+
+
+def year_scope(chunk: Chunk, doc: DocumentInfo, years: list[int]) -> set[int]:
+    """The asked years a chunk speaks for: named in its text, else its section's years, else its report's year."""
+    asked = set(years)
+    named = {int(y) for y in _YEAR_RE.findall(chunk.norm)} & asked
+    if named:
+        return named
+    section = {int(y) for y in _YEAR_RE.findall(chunk.section)}
+    if section:
+        return section & asked
+    return {doc.year} & asked if doc.year else set()
 
 
 def normalised(hits: list[tuple[str, float]]) -> dict[str, float]:
@@ -97,16 +113,12 @@ class HybridSearcher:
 
 
     def _boost_years(self, fused: dict[str, float], years: list[int]) -> None:
-        """Prefer chunks that speak of the asked year, directly or through their report's years."""
-        marks = [f"{y}年" for y in years]
+        """Prefer chunks about the asked year: they name it, or their section or report is about it."""
         for cid in fused:
             chunk = self.index.chunk(cid)
             doc = self.index.document(chunk.doc_id) if chunk else None
-            if chunk is None or doc is None:
-                continue
-            in_text = any(m in chunk.norm for m in marks)
-            in_doc = doc.year in years or any(str(y) in doc.title for y in years)
-            fused[cid] *= 1.0 + self.settings.year_boost * (in_text + in_doc) / 2
+            if chunk is not None and doc is not None and year_scope(chunk, doc, years):
+                fused[cid] *= 1.0 + self.settings.year_boost
 
 
 class HybridRetriever(BaseRetriever):

@@ -18,7 +18,7 @@ USER_DICT = Path(__file__).resolve().parent.parent / "resources" / "userdict.txt
 STOPWORDS = frozenset(
     """的 了 和 与 及 以 在 是 为 对 将 把 被 从 等 由 于 中 上 下 个 之 其 或 而 并 也 都 又 就 着 呢 吗 吧 啊
     什么 多少 哪些 哪个 哪里 哪年 几 怎么 怎样 如何 是否 有没有 有 没有 请问 请 一下 呢 啥 谁 何时 何 为何 为什么
-    年 月 日 方面 情况 相关 主要 进行 开展 工作 问题 关于 通过 方面 实现 推进 加强 推动 全面 提出 提到 报告 海淀 海淀区
+    年 月 日 数量 数目 方面 情况 相关 主要 进行 开展 工作 问题 关于 通过 方面 实现 推进 加强 推动 全面 提出 提到 报告 海淀 海淀区
     the a an of in on for to and or is are was were what which how many much did does do be by with at from as it its this that
     """.split()
 )

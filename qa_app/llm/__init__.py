@@ -1,0 +1,1 @@
+"""Answer generators behind one interface, chosen by name (``QA_GENERATOR``)."""

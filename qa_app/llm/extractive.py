@@ -1,0 +1,279 @@
+"""The offline default generator: answers by quoting the sentences that answer the question.
+
+No model. Every sentence of the top passages is a candidate. A candidate may answer only
+if it is about a year the question names (the sentence says so, or its section, or its
+report). Among those, candidates are scored by how much of the question they cover
+(IDF-weighted term groups; the passage's section and report title count as weaker
+context), whether they hold the kind of thing asked for (a figure with the asked measure
+word, a time, a list), and their passage's rank. The best one, trimmed to the clauses
+that matter, is the answer; questions about several years get the best sentence per
+year. The answer is a plain refusal when nothing covers enough of the question, or when
+the sentence that matches is missing its figure in the source ("完成亿元").
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterator
+
+from qa_app.models import Answer, Citation, Passage
+from qa_app.prompts import load_prompt
+from qa_app.question import QuestionAnalysis, TermGroup
+from qa_app.text import normalize
+
+_SENT_SPLIT = re.compile(r"(?<=[。！？；!?;])|\n")
+_LIST_SENT_SPLIT = re.compile(r"(?<=[。！？!?])|\n")
+_CLAUSE_SPLIT = re.compile(r"(?<=[，,：:；;])")
+_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?!\d)")
+_UNIT = (
+    r"(?:%|万亿元|亿元|万元|元|亿美元|万美元|美元|万人次|万人|人次|个百分点|百分点|万平方米|平方米|平方公里|公里|千米|"
+    r"微克/立方米|万户|户|家|个|项|所|座|条|支|套|张|辆|吨|倍|名|人|件|台|处|亩|万|亿|千|P|G|米|天|年|次|场|批|期)"
+)
+FIGURE_RE = re.compile(r"\d+(?:\.\d+)?\s*" + _UNIT)
+_CN_FIGURE = re.compile(r"[一二三四五六七八九十两百千万]+(?:个|家|项|所|座|条|支|套|倍|成|番|类|批)")
+TIME_RE = re.compile(r"(?:19|20)\d{2}\s*年|\d{1,2}\s*月|\d{1,2}\s*日|(?:19|20)\d{2}[-—–至到](?:19|20)?\d{2}")
+_ANY_DIGIT = re.compile(r"\d")
+_TARGET = re.compile(r"目标|预期|安排|力争|计划|左右|要求|确保|控制在")
+_ACTUAL = re.compile(r"完成|实现|达到|预计|同比|比上年|较上年|全年")
+# Names of places and bodies: when the reports never mention one, they cannot answer about it.
+_ENTITY = re.compile(r"..(?:区|市|省|县|镇|乡|村|街道|大学|医院|公司|集团)$")
+_FIG_CLAUSE_SPLIT = re.compile(r"(?<=[，,：:；;、])")
+
+
+@dataclass
+class Candidate:
+    passage_index: int
+    text: str  # original script
+    norm: str
+    score: float
+    coverage: float
+    has_target: bool
+    years: frozenset[int]  # question years this sentence may speak for
+
+
+def _covers(group: TermGroup, text: str) -> bool:
+    return any(a.lower() in text for a in group.alternatives)
+
+
+def _years(text: str) -> set[int]:
+    return {int(y) for y in _YEAR.findall(text)}
+
+
+def figure_with(measure: str, text: str) -> bool:
+    """Does ``text`` state a number carrying ``measure`` (any figure when measure is empty)?"""
+    if not measure:
+        return bool(FIGURE_RE.search(text) or _CN_FIGURE.search(text))
+    if measure == "%":
+        return bool(re.search(r"\d(?:\.\d+)?\s*(?:%|个百分点|倍)|[一二三四五六七八九十两]成|翻一番", text))
+    return bool(re.search(r"(?:\d(?:\.\d+)?|[一二三四五六七八九十两百千])\s*(?:万亿|亿|万|千|百)?\s*(?:余|多)?" + re.escape(measure), text))
+
+
+def lost_figure(measure: str, clause: str) -> bool:
+    """A clause where the measure word (or a verb of amount) stands with no number: the figure was lost."""
+    if measure and measure != "%":
+        return bool(re.search(r"(?<![\d一二三四五六七八九十两百千万亿.])(?:万亿|亿|万|千)?" + re.escape(measure), clause)) and not figure_with(measure, clause)
+    return bool(
+        re.search(r"(?:完成|实现|达到|达|为|是|增长|增加|下降|降低|约|预计|控制在|占全市|占全国)(?:[,，。;；、]|以内|以下|以上|左右|$)", clause)
+    ) and not _ANY_DIGIT.search(clause)
+
+
+class ExtractiveGenerator:
+    name = "extractive"
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    # --- scoring --------------------------------------------------------------------------
+    def _has_target(self, q: QuestionAnalysis, norm: str) -> bool:
+        if q.qtype == "number":
+            return figure_with(q.measure, norm)
+        if q.qtype == "time":
+            return bool(TIME_RE.search(norm))
+        if q.qtype == "list":
+            return norm.count("、") >= 1 or norm.count(",") + norm.count("，") + norm.count(";") >= 2 or "|" in norm
+        return True
+
+    @staticmethod
+    def _coverage(q: QuestionAnalysis, sentence: str, heading: str, nearby: str) -> float:
+        total = sum(g.weight for g in q.groups)
+        if total <= 0:
+            return 1.0 if q.years else 0.0
+        got = 0.0
+        for g in q.groups:
+            if _covers(g, sentence):
+                got += g.weight
+            elif _covers(g, heading):
+                got += g.weight * 0.7  # stated once for the whole section or report
+            elif _covers(g, nearby):
+                got += g.weight * 0.3  # a neighbouring sentence: related, but not this one's subject
+        return got / total
+
+    @staticmethod
+    def _year_scope(q: QuestionAnalysis, p: Passage, sentence: str) -> frozenset[int]:
+        """Which of the question's years this sentence may speak for."""
+        if not q.years:
+            return frozenset()
+        asked = set(q.years)
+        in_sentence = _years(sentence) & asked
+        if in_sentence:
+            return frozenset(in_sentence)
+        section_years = _years(normalize(p.chunk.section))
+        if section_years:
+            return frozenset(section_years & asked)
+        return frozenset({p.doc.year} & asked) if p.doc.year else frozenset()
+
+    def _sentences(self, q: QuestionAnalysis, text: str) -> list[str]:
+        splitter = _LIST_SENT_SPLIT if q.qtype == "list" else _SENT_SPLIT
+        return [s.strip() for s in splitter.split(text) if s and s.strip()]
+
+    def candidates(self, q: QuestionAnalysis, passages: list[Passage]) -> list[Candidate]:
+        out: list[Candidate] = []
+        for pi, p in enumerate(passages):
+            heading = normalize(f"{p.doc.title} {p.chunk.section}").lower()
+            nearby = p.chunk.norm.lower()
+            for sent in self._sentences(q, p.chunk.text):
+                norm = normalize(sent).lower()
+                if len(norm) < 4:
+                    continue
+                years = self._year_scope(q, p, norm)
+                if q.years and not years:
+                    continue
+                coverage = self._coverage(q, norm, heading, nearby)
+                if q.stance == "actual" and _TARGET.search(norm) and not _ACTUAL.search(norm):
+                    coverage *= 0.6  # asked what happened; this sentence sets a goal
+                elif q.stance == "target" and not _TARGET.search(norm + heading):
+                    coverage *= 0.8
+                has_target = self._has_target(q, norm)
+                score = coverage + (0.15 if has_target else -0.25) - 0.02 * pi
+                out.append(Candidate(pi, sent, norm, score, coverage, has_target, years))
+        out.sort(key=lambda c: -c.score)
+        return out
+
+    # --- trimming -------------------------------------------------------------------------
+    def _trim(self, q: QuestionAnalysis, cand: Candidate) -> str:
+        """Keep the clauses of a long sentence that carry the question's terms and the answer."""
+        limit = 260 if q.qtype == "list" else 140
+        text = cand.text
+        if len(text) <= limit:
+            return text
+        clauses = [c for c in _CLAUSE_SPLIT.split(text) if c]
+        scored = []
+        for c in clauses:
+            n = normalize(c).lower()
+            s = sum(g.weight for g in q.groups if _covers(g, n))
+            if self._has_target(q, n) and q.qtype in ("number", "time"):
+                s += max((g.weight for g in q.groups), default=1.0)
+            scored.append(s)
+        best = max(range(len(clauses)), key=lambda i: (scored[i], -i))
+        lo = hi = best
+        while hi - lo + 1 < len(clauses):
+            left = scored[lo - 1] if lo > 0 else -1.0
+            right = scored[hi + 1] if hi + 1 < len(clauses) else -1.0
+            nxt = lo - 1 if left > right else hi + 1
+            new_lo, new_hi = min(lo, nxt), max(hi, nxt)
+            if len("".join(clauses[new_lo : new_hi + 1])) > limit or max(left, right) <= 0:
+                break
+            lo, hi = new_lo, new_hi
+        out = "".join(clauses[lo : hi + 1]).rstrip("，,：:；;")
+        if lo > 0:
+            out = "……" + out
+        if hi + 1 < len(clauses) and not out.endswith(("。", "！", "？")):
+            out += "……"
+        return out
+
+    # --- answer ---------------------------------------------------------------------------
+    def _lost_figure(self, q: QuestionAnalysis, cands: list[Candidate]) -> Candidate | None:
+        """The best-covering sentence, when the figure the question asks for is missing from it."""
+        if q.qtype != "number":
+            return None
+        best_cov = max(cands, key=lambda c: (c.coverage, c.score))
+        if best_cov.coverage < self.settings.min_support:
+            return None
+        clauses = [normalize(c).lower() for c in _FIG_CLAUSE_SPLIT.split(best_cov.text) if c.strip()]
+        on_topic = [c for c in clauses if any(_covers(g, c) for g in q.groups)]
+        if any(figure_with(q.measure, c) for c in on_topic):
+            return None
+        if not any(lost_figure(q.measure, c) for c in on_topic):
+            return None
+        other = next((c for c in cands if c.has_target and c is not best_cov), None)
+        # Another sentence that covers the question about as well and has the figure wins.
+        if other is None or other.coverage < best_cov.coverage - 0.1:
+            return best_cov
+        return None
+
+    def _wording(self, name: str, q: QuestionAnalysis) -> str:
+        if q.query.latin:
+            name += "_en"
+        return load_prompt(name, self.settings.prompts_dir)
+
+    def _refuse(self, answer: Answer, q: QuestionAnalysis, reason: str) -> Answer:
+        answer.text, answer.refused = self._wording("refuse", q), True
+        answer.reasons.append(reason)
+        return answer
+
+    def choose(self, q: QuestionAnalysis, cands: list[Candidate]) -> list[Candidate]:
+        support = self.settings.min_support
+        good = [c for c in cands if c.coverage >= support]
+        if not good:
+            return []
+        if len(q.years) > 1:
+            # "2023年和2024年分别…": the best sentence for each year asked.
+            chosen: list[Candidate] = []
+            for y in q.years:
+                best = next((c for c in good if y in c.years and c.has_target and c not in chosen), None)
+                if best:
+                    chosen.append(best)
+            if chosen:
+                return chosen
+        best = good[0]
+        chosen = [best]
+        for c in good[1:6]:
+            if len(chosen) >= self.settings.answer_max_sentences:
+                break
+            if c.norm in best.norm or best.norm in c.norm or not c.has_target:
+                continue
+            if c.score >= best.score - 0.1:
+                chosen.append(c)
+        return chosen
+
+    def generate(self, q: QuestionAnalysis, passages: list[Passage]) -> Answer:
+        passages = passages[: self.settings.answer_passages]
+        answer = Answer(question=q.query.text, text="", passages=passages, backend=self.name)
+        unknown = [g.alternatives[0] for g in q.groups if g.unknown and _ENTITY.search(g.alternatives[0])]
+        if unknown:
+            return self._refuse(answer, q, f"the reports never mention {'、'.join(unknown)}")
+        cands = self.candidates(q, passages)
+        if not cands:
+            return self._refuse(answer, q, "no passage sentence is about the year(s) asked")
+        lost = self._lost_figure(q, cands)
+        if lost is not None:
+            answer.text = f"{self._wording('missing_figure', q)}“{lost.text}”[1]"
+            answer.citations = [self._cite(1, passages[lost.passage_index], lost.text)]
+            answer.refused = True
+            answer.reasons.append("the sentence that matches the question has no figure in the source")
+            return answer
+        chosen = self.choose(q, cands)
+        if not chosen:
+            return self._refuse(answer, q, "no passage sentence covers enough of the question")
+        if q.qtype == "number" and not any(c.has_target for c in chosen):
+            return self._refuse(answer, q, "the passages that match the question give no such figure")
+        parts, citations = [], []
+        numbers: dict[int, int] = {}
+        for c in chosen:
+            if c.passage_index not in numbers:
+                numbers[c.passage_index] = len(numbers) + 1
+                citations.append(self._cite(numbers[c.passage_index], passages[c.passage_index], c.text))
+            parts.append(f"{self._trim(q, c)}[{numbers[c.passage_index]}]")
+        lead = self._wording("answer_intro", q) + " " if q.query.latin else ""
+        answer.text = lead + "".join(parts)
+        answer.citations = citations
+        return answer
+
+    def _cite(self, n: int, p: Passage, quote: str) -> Citation:
+        return Citation(n, p.chunk.chunk_id, p.doc.doc_id, p.doc.title, p.doc.date, p.chunk.section, quote)
+
+    def stream(self, q: QuestionAnalysis, passages: list[Passage]) -> Iterator[str]:
+        text = self.generate(q, passages).text
+        for piece in re.split(r"(?<=\])", text):
+            if piece:
+                yield piece

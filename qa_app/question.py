@@ -1,0 +1,120 @@
+"""What a question asks for, and the terms an answer must cover.
+
+Types steer sentence choice: a 多少/几 question wants a figure (with the measure word it
+names: 多少家 wants 家, 多少钱 wants 元, 增长多少 wants a rate), 哪年/何时 a time, 哪些 a
+list. Terms come in groups of alternatives (a word and its synonyms, or an English phrase
+and its Chinese renderings): a group is covered when any member is. Years are kept apart:
+they decide which sentences may answer at all.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from qa_app.index.query import Query, glossary, synonym_groups
+from qa_app.index.tokenize import words
+
+_TIME = re.compile(r"哪一?年|何年|何时|什么时候|几月|几号|哪天|哪一天|日期|\bwhen\b|what year|which year|what date", re.I)
+_NUMBER = re.compile(
+    r"多少|几[个家项所座条支套位次成倍人万亿名件]|多大|多高|多长|多远|多快|比例|比重|占比|百分之|增速|增幅|规模|总量|"
+    r"\bhow (?:many|much|big|large|fast|far)\b|what (?:share|percentage|proportion)|by how much|\brate\b",
+    re.I,
+)
+_LIST = re.compile(r"哪些|哪几|有什么|有哪|包括|包含|列举|\bwhat are\b|\bwhich\b.*\b(?:are|were)\b|\blist\b", re.I)
+_WHO = re.compile(r"谁|哪位|\bwho\b", re.I)
+_MEASURE = re.compile(
+    r"(?:多少|几)(万亿元|亿元|万元|元|亿美元|美元|万人次|人次|万人|平方米|平方公里|公里|个|家|项|所|座|条|支|套|名|人|件|辆|户|张|台|处|次|场|亩|吨|倍)"
+)
+_RATE = re.compile(r"增长|增速|增幅|涨|下降|降低|提高|比重|占比|占全市|比例|率|百分之|share|percentage|rate|grow|grew|fall|fell|rise|rose", re.I)
+# Question words say what is asked, not what it is about: removed before term extraction.
+_QUESTION_WORDS = re.compile(
+    r"哪一?(?:年|天|月|日|些|几|个|位|家|项|所|里)|什么时候|何时|多少|几(?:个|家|项|所|座|条|支|套|位|次|成|倍|人|名|件|月|号)?|"
+    r"是什么|是谁|有哪些|有什么|分别|各是|各有|具体|一共|总共|大概|大约|请问|是否|有没有|怎么样|如何|为什么|吗|呢"
+)
+_MONEY = re.compile(r"多少钱|资金|金额|经费|投资额|总投资|收入是多少|收入多少|完成了?多少|规模多大|(?:成交|交易)额|how much money|yuan", re.I)
+
+
+@dataclass
+class TermGroup:
+    alternatives: tuple[str, ...]
+    weight: float = 1.0
+    unknown: bool = False  # no member occurs anywhere in the index
+
+
+@dataclass
+class QuestionAnalysis:
+    query: Query
+    qtype: str  # number | time | list | who | fact
+    groups: list[TermGroup] = field(default_factory=list)
+    years: list[int] = field(default_factory=list)
+    measure: str = ""  # the measure word a figure must carry (家, 元, %…), when the question names one
+    stance: str = ""  # "actual" (what happened) | "target" (what was planned) | ""
+
+
+def question_type(norm: str) -> str:
+    if _TIME.search(norm):
+        return "time"
+    if _WHO.search(norm):
+        return "who"
+    if _LIST.search(norm):
+        return "list"
+    if _NUMBER.search(norm):
+        return "number"
+    return "fact"
+
+
+def expected_measure(norm: str) -> str:
+    m = _MEASURE.search(norm)
+    if m:
+        unit = m.group(1)
+        return "元" if unit.endswith("元") else unit
+    if _MONEY.search(norm) and not re.search(r"增长|增速|增幅|涨", norm):
+        return "元"
+    if _RATE.search(norm):
+        return "%"
+    return ""
+
+
+def _synonym_spans(text: str) -> tuple[list[tuple[str, ...]], str]:
+    """Synonym groups whose members occur in ``text``, and the text with those spans blanked."""
+    found: list[tuple[str, ...]] = []
+    for term in sorted(synonym_groups(), key=len, reverse=True):
+        if len(term) >= 2 and term in text:
+            group = synonym_groups()[term]
+            if group not in found:
+                found.append(group)
+            text = text.replace(term, " ")
+    return found, text
+
+
+_ASK_ACTUAL = re.compile(r"实际|实现了|完成了|达到了|做到了|actual", re.I)
+_ASK_TARGET = re.compile(r"目标|计划|预期|要求|力争|规划|target|goal|plan", re.I)
+
+
+def analyse(query: Query, idf, known=lambda term: True) -> QuestionAnalysis:
+    """``idf(term)`` weights terms by rarity in the index; ``known(term)``: does it occur at all."""
+    groups: list[TermGroup] = []
+    text = query.norm.lower()
+    for y in query.years:
+        text = text.replace(str(y), " ")
+    if query.latin:
+        low = " " + re.sub(r"[^a-z0-9.&+\- ]+", " ", text) + " "
+        for en in sorted(glossary(), key=len, reverse=True):
+            if f" {en} " in low:
+                alts = tuple(glossary()[en])
+                groups.append(TermGroup(alts, max(idf(a) for a in alts)))
+                low = low.replace(f" {en} ", " ")
+    else:
+        syn_groups, rest = _synonym_spans(_QUESTION_WORDS.sub(" ", text))
+        for g in syn_groups:
+            groups.append(TermGroup(g, max(idf(a) for a in g)))
+        for w in words(rest):
+            if len(w) == 1 and not w.isdigit():
+                continue  # single characters carry little meaning on their own
+            if any(w in g.alternatives for g in groups):
+                continue
+            groups.append(TermGroup((w,), idf(w), unknown=not known(w)))
+    qtype = question_type(query.norm)
+    measure = expected_measure(query.norm.lower()) if qtype == "number" else ""
+    stance = "actual" if _ASK_ACTUAL.search(query.norm) else "target" if _ASK_TARGET.search(query.norm) else ""
+    return QuestionAnalysis(query, qtype, groups, list(dict.fromkeys(query.years)), measure, stance)
