@@ -52,7 +52,7 @@ class Assistant:
         query = Query.parse(question)
         passages = self.searcher.search(query, k or self.settings.answer_passages, filters)
         t1 = time.perf_counter()
-        analysis = analyse(query, self.index.bm25.term_idf, self.index.bm25.knows)
+        analysis = analyse(query, self.index.bm25.term_idf, self.index.knows)
         if not passages:
             answer = Answer(question=question, text="", backend=self.generator.name)
             answer.refused = True
@@ -73,4 +73,4 @@ class Assistant:
         question = self._check_question(question)
         query = Query.parse(question)
         passages = self.searcher.search(query, self.settings.answer_passages, filters)
-        yield from self.generator.stream(analyse(query, self.index.bm25.term_idf, self.index.bm25.knows), passages)
+        yield from self.generator.stream(analyse(query, self.index.bm25.term_idf, self.index.knows), passages)

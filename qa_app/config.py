@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     dense_weight_latin: float = 0.5
     # Questions naming a year prefer chunks (and reports) about that year.
     year_boost: float = 0.6
+    # Questions naming a report ("政府工作报告", "十三五规划") prefer its chunks.
+    title_boost: float = 0.3
 
     # Answering
     generator: str = "extractive"

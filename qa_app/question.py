@@ -13,23 +13,25 @@ from dataclasses import dataclass, field
 
 from qa_app.index.query import Query, glossary, synonym_groups
 from qa_app.index.tokenize import words
+from qa_app.text import is_latin_question
 
 _TIME = re.compile(r"哪一?年|何年|何时|什么时候|几月|几号|哪天|哪一天|日期|\bwhen\b|what year|which year|what date", re.I)
 _NUMBER = re.compile(
-    r"多少|几[个家项所座条支套位次成倍人万亿名件]|多大|多高|多长|多远|多快|比例|比重|占比|百分之|增速|增幅|规模|总量|"
+    r"多少|几[个家项所座条支套位次成倍人万亿名件]|多大|多高|多长|多远|多快|多久|比例|比重|占比|百分之|增速|增幅|规模|总量|"
     r"\bhow (?:many|much|big|large|fast|far)\b|what (?:share|percentage|proportion)|by how much|\brate\b",
     re.I,
 )
 _LIST = re.compile(r"哪些|哪几|有什么|有哪|包括|包含|列举|\bwhat are\b|\bwhich\b.*\b(?:are|were)\b|\blist\b", re.I)
 _WHO = re.compile(r"谁|哪位|\bwho\b", re.I)
 _MEASURE = re.compile(
-    r"(?:多少|几)(万亿元|亿元|万元|元|亿美元|美元|万人次|人次|万人|平方米|平方公里|公里|个|家|项|所|座|条|支|套|名|人|件|辆|户|张|台|处|次|场|亩|吨|倍)"
+    r"(?:多少|几)(万亿元|亿元|万元|元|亿美元|美元|万人次|人次|万人|平方米|平方公里|公里|公顷|个|家|项|所|座|条|支|套|名|人|件|辆|户|张|台|处|次|场|亩|吨|倍|间|床|栋|部|款|批|期|场次|分钟|小时|天)"
 )
 _RATE = re.compile(r"增长|增速|增幅|涨|下降|降低|提高|比重|占比|占全市|比例|率|百分之|share|percentage|rate|grow|grew|fall|fell|rise|rose", re.I)
 # Question words say what is asked, not what it is about: removed before term extraction.
 _QUESTION_WORDS = re.compile(
     r"哪一?(?:年|天|月|日|些|几|个|位|家|项|所|里)|什么时候|何时|多少|几(?:个|家|项|所|座|条|支|套|位|次|成|倍|人|名|件|月|号)?|"
-    r"是什么|是谁|有哪些|有什么|分别|各是|各有|具体|一共|总共|大概|大约|请问|是否|有没有|怎么样|如何|为什么|吗|呢"
+    r"是什么|是谁|有哪些|有什么|分别|各是|各有|具体|一共|总共|大概|大约|请问|是否|有没有|怎么样|如何|为什么|吗|呢|"
+    r"多久|多长时间|多大|多高|多长|多远|多快|多重|一般|那个|这个|那份|这份|那些|这些|的话|能不能|可以|了解|知道|告诉我|想问"
 )
 _MONEY = re.compile(r"多少钱|资金|金额|经费|投资额|总投资|收入是多少|收入多少|完成了?多少|规模多大|(?:成交|交易)额|how much money|yuan", re.I)
 
@@ -39,6 +41,7 @@ class TermGroup:
     alternatives: tuple[str, ...]
     weight: float = 1.0
     unknown: bool = False  # no member occurs anywhere in the index
+    distinctive: bool = False  # unknown, and a specific word (rare in general Chinese), not everyday wording
 
 
 @dataclass
@@ -49,6 +52,14 @@ class QuestionAnalysis:
     years: list[int] = field(default_factory=list)
     measure: str = ""  # the measure word a figure must carry (家, 元, %…), when the question names one
     stance: str = ""  # "actual" (what happened) | "target" (what was planned) | ""
+    focus: TermGroup | None = None  # for 多少 questions: the thing whose amount is asked ("减免了多少" → 减免)
+
+
+_EN_FIGURE_NOUN = re.compile(
+    r"\b(?:target|rate|population|growth|number|amount|total|revenue|income|output|gdp|share|percentage|size|value|"
+    r"investment|turnover|count|area|length|capacity)\b",
+    re.I,
+)
 
 
 def question_type(norm: str) -> str:
@@ -58,7 +69,7 @@ def question_type(norm: str) -> str:
         return "who"
     if _LIST.search(norm):
         return "list"
-    if _NUMBER.search(norm):
+    if _NUMBER.search(norm) or (is_latin_question(norm) and _EN_FIGURE_NOUN.search(norm)):
         return "number"
     return "fact"
 
@@ -87,6 +98,29 @@ def _synonym_spans(text: str) -> tuple[list[tuple[str, ...]], str]:
     return found, text
 
 
+def _distinctive(word: str, known) -> bool:
+    """A word the reports never use that is specific enough to be the question's subject
+    (朝阳区, 三甲, 二手房), as opposed to everyday wording (一般, 那个, 小孩)."""
+    if len(word) < 2 or word.isdigit() or re.fullmatch(r"[a-z0-9.\-]+", word):
+        return False
+    parts = [p for p in _jieba_dt().cut_for_search(word) if p != word and len(p) > 1]
+    if any(known(p) and len(p) * 2 >= len(word) for p in parts):
+        return False  # built on a word the reports use (海淀区政府, 中小学生)
+    import jieba.posseg
+
+    flags = {t.flag for t in jieba.posseg.cut(word)}
+    # Names and nouns only (places, bodies, specific things); verbs and adjectives are wording.
+    if not flags <= {"n", "nr", "ns", "nt", "nz", "nrt", "b", "j"}:
+        return False
+    return _jieba_dt().FREQ.get(word, 0) < 300
+
+
+def _jieba_dt():
+    from qa_app.index.tokenize import _jieba
+
+    return _jieba().dt
+
+
 _ASK_ACTUAL = re.compile(r"实际|实现了|完成了|达到了|做到了|actual", re.I)
 _ASK_TARGET = re.compile(r"目标|计划|预期|要求|力争|规划|target|goal|plan", re.I)
 
@@ -96,25 +130,46 @@ def analyse(query: Query, idf, known=lambda term: True) -> QuestionAnalysis:
     groups: list[TermGroup] = []
     text = query.norm.lower()
     for y in query.years:
-        text = text.replace(str(y), " ")
+        text = re.sub(rf"{y}\s*年?(?:底|初|末|前|后|以来|上半年|下半年)?", " ", text)
     if query.latin:
         low = " " + re.sub(r"[^a-z0-9.&+\- ]+", " ", text) + " "
         for en in sorted(glossary(), key=len, reverse=True):
             if f" {en} " in low:
                 alts = tuple(glossary()[en])
-                groups.append(TermGroup(alts, max(idf(a) for a in alts)))
+                groups.append(TermGroup(alts, max(idf(a) for a in alts), unknown=not any(known(a) for a in alts)))
                 low = low.replace(f" {en} ", " ")
     else:
         syn_groups, rest = _synonym_spans(_QUESTION_WORDS.sub(" ", text))
         for g in syn_groups:
-            groups.append(TermGroup(g, max(idf(a) for a in g)))
+            groups.append(TermGroup(g, max(idf(a) for a in g), unknown=not any(known(a) for a in g)))
         for w in words(rest):
             if len(w) == 1 and not w.isdigit():
                 continue  # single characters carry little meaning on their own
             if any(w in g.alternatives for g in groups):
                 continue
-            groups.append(TermGroup((w,), idf(w), unknown=not known(w)))
+            unknown = not known(w)
+            groups.append(TermGroup((w,), idf(w), unknown=unknown, distinctive=unknown and _distinctive(w, known)))
     qtype = question_type(query.norm)
     measure = expected_measure(query.norm.lower()) if qtype == "number" else ""
     stance = "actual" if _ASK_ACTUAL.search(query.norm) else "target" if _ASK_TARGET.search(query.norm) else ""
-    return QuestionAnalysis(query, qtype, groups, list(dict.fromkeys(query.years)), measure, stance)
+    focus = _focus(query.norm.lower(), groups) if qtype == "number" and not query.latin else None
+    return QuestionAnalysis(query, qtype, groups, list(dict.fromkeys(query.years)), measure, stance, focus)
+
+
+_AMOUNT_VERBS = {"预计", "达到", "实现", "完成", "累计", "约", "共", "共计", "合计", "增加", "新增"}
+
+
+def _focus(norm: str, groups: list[TermGroup]) -> TermGroup | None:
+    """The term right before 多少/几: what the figure must be attached to."""
+    m = re.search(r"多少|几", norm)
+    if not m:
+        return None
+    prefix = norm[: m.start()]
+    best, best_pos = None, -1
+    for g in groups:
+        if g.unknown or set(g.alternatives) & _AMOUNT_VERBS:
+            continue
+        pos = max((prefix.rfind(a) + len(a) for a in g.alternatives if a in prefix), default=-1)
+        if pos > best_pos:
+            best, best_pos = g, pos
+    return best

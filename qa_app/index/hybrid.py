@@ -17,6 +17,7 @@ from pydantic import ConfigDict
 from qa_app.index.query import Query
 from qa_app.index.store import Index
 from qa_app.models import Chunk, DocumentInfo, Passage
+from qa_app.text import normalize
 
 
 @dataclass(frozen=True)
@@ -90,14 +91,16 @@ class HybridSearcher:
         if allowed is not None and not allowed:
             return []
         lexical = self.index.bm25.search(query.bm25_tokens(), s.candidates, self.index.allowed_mask(allowed))
-        dense = self.index.dense_search(query.norm, s.candidates, allowed) if s.dense_weight > 0 else []
         dense_weight = s.dense_weight_latin if query.latin else s.dense_weight
+        dense = self.index.dense_search(query.dense_text, s.candidates, allowed) if dense_weight > 0 else []
         if s.fusion == "rrf":
             fused = rrf([([c for c, _ in lexical], s.bm25_weight), ([c for c, _ in dense], dense_weight)], s.rrf_k)
         else:
             fused = score_fusion([(lexical, s.bm25_weight), (dense, dense_weight)])
         if query.years and s.year_boost:
             self._boost_years(fused, query.years)
+        if s.title_boost:
+            self._boost_titles(fused, query)
         lex_scores, dense_scores = dict(lexical), dict(dense)
         ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         passages = []
@@ -119,6 +122,18 @@ class HybridSearcher:
             doc = self.index.document(chunk.doc_id) if chunk else None
             if chunk is not None and doc is not None and year_scope(chunk, doc, years):
                 fused[cid] *= 1.0 + self.settings.year_boost
+
+
+    def _boost_titles(self, fused: dict[str, float], query: Query) -> None:
+        """Prefer the reports a question names ("政府工作报告", "十三五规划")."""
+        terms = query.title_terms()
+        named = {d.doc_id for d in self.index.documents() if any(t in normalize(d.title).lower() for t in terms)}
+        if not named or len(named) == len(self.index.documents()):
+            return
+        for cid in fused:
+            chunk = self.index.chunk(cid)
+            if chunk is not None and chunk.doc_id in named:
+                fused[cid] *= 1.0 + self.settings.title_boost
 
 
 class HybridRetriever(BaseRetriever):

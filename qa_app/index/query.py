@@ -43,12 +43,13 @@ def synonym_groups() -> dict[str, tuple[str, ...]]:
 
 
 def synonyms_in(text: str) -> list[str]:
-    """Other members of the synonym groups whose terms occur in ``text`` (normalised)."""
+    """The reports' own term (first of its group) for everyday words found in ``text``."""
     low = text.lower()
     out: list[str] = []
     for term, group in synonym_groups().items():
-        if term in low:
-            out.extend(t for t in group if t not in low and t not in out)
+        canonical = group[0]
+        if term != canonical and term in low and canonical not in low and canonical not in out:
+            out.append(canonical)
     return out
 
 
@@ -82,11 +83,23 @@ class Query:
         return cls(text=text, norm=norm, latin=latin, years=years, expansion=expansion)
 
     @property
+    def dense_text(self) -> str:
+        """What the embedder sees. For English questions: their Chinese terms and years, because
+        the small multilingual model matches English questions to Chinese text poorly."""
+        if self.latin and self.expansion:
+            return " ".join([*(f"{y}年" for y in self.years), *self.expansion])
+        return self.norm
+
+    @property
     def lexical_text(self) -> str:
         return " ".join([self.norm, *self.expansion])
 
     def bm25_tokens(self) -> list[str]:
         return tokens(self.lexical_text)
+
+    def title_terms(self) -> list[str]:
+        """Longer terms that may name a report ("政府工作报告", "第十三个五年")."""
+        return [t for t in {*words(self.lexical_text), *self.expansion} if len(t) >= 3]
 
     def terms(self) -> list[str]:
         """Content words used to judge whether a sentence answers the question."""

@@ -39,6 +39,7 @@ class Index:
         self._chunks: dict[str, Chunk] = {}
         self._docs: dict[str, DocumentInfo] = {}
         self._row_doc: np.ndarray = np.array([])
+        self._corpus = ""
 
     # --- components, created on first use ---------------------------------------------------
     @property
@@ -73,6 +74,7 @@ class Index:
             self._chunks = {c.chunk_id: c for c in chunks}
             self._bm25 = BM25Index.build([c.chunk_id for c in chunks], token_lists)
             self._row_doc = np.array([c.doc_id for c in chunks], dtype=object)
+            self._corpus = "\n".join(c.norm.lower() for c in chunks)
             self._loaded_version = version
 
     @property
@@ -80,6 +82,10 @@ class Index:
         self.refresh()
         assert self._bm25 is not None
         return self._bm25
+
+    def knows(self, term: str) -> bool:
+        """Does the term occur anywhere in the indexed text (as a token or inside a longer word)?"""
+        return self.bm25.knows(term) or term.lower() in self._corpus
 
     def chunk(self, chunk_id: str) -> Chunk | None:
         self.refresh()

@@ -50,6 +50,7 @@ def group_rows(cells: list[tuple[str, int, int]]) -> list[list[TableRow]]:
     tables: list[list[TableRow]] = []
     rows: list[TableRow] = []
     header: tuple[str, ...] = ()
+    header_start = 0
     i = 0
     while i < len(cells):
         width = _header_run(texts, i)
@@ -58,12 +59,15 @@ def group_rows(cells: list[tuple[str, int, int]]) -> list[list[TableRow]]:
                 tables.append(rows)
                 rows = []
             header = tuple(texts[i : i + width])
+            header_start = cells[i][1]
             i += width
             continue
         if header:
             span = cells[i : i + len(header)]
             padded = [c[0] for c in span] + [""] * (len(header) - len(span))
-            rows.append(TableRow(tuple(padded), header, span[0][1], span[-1][2]))
+            # The first row's span takes in the header cells, so every cell lies in some chunk.
+            start = header_start if not rows else span[0][1]
+            rows.append(TableRow(tuple(padded), header, start, span[-1][2]))
             i += len(header)
         else:
             # No header: a label cell followed by its content cells until the next short label.

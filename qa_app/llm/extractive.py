@@ -68,13 +68,21 @@ def figure_with(measure: str, text: str) -> bool:
     return bool(re.search(r"(?:\d(?:\.\d+)?|[一二三四五六七八九十两百千])\s*(?:万亿|亿|万|千|百)?\s*(?:余|多)?" + re.escape(measure), text))
 
 
+_GAP_UNITS = r"(?:元|美元|件|人次|家|项|平方米|平方公里|公顷|亩|吨|辆|张|套|户|处|所|座|%)"
+_NUMERAL_BEFORE = r"(?<![\d一二三四五六七八九十两百千万亿.])"
+
+
 def lost_figure(measure: str, clause: str) -> bool:
-    """A clause where the measure word (or a verb of amount) stands with no number: the figure was lost."""
-    if measure and measure != "%":
-        return bool(re.search(r"(?<![\d一二三四五六七八九十两百千万亿.])(?:万亿|亿|万|千)?" + re.escape(measure), clause)) and not figure_with(measure, clause)
+    """A clause whose number is missing in the source: a unit or a verb of amount with no
+    number in front ("完成亿元", "森林面积达万公顷", "失业率为;")."""
+    if _ANY_DIGIT.search(clause) or figure_with(measure, clause):
+        return False
+    units = re.escape(measure) if measure and measure != "%" else _GAP_UNITS
+    if re.search(_NUMERAL_BEFORE + r"(?:万亿|亿|万|千)?" + units, clause):
+        return True
     return bool(
         re.search(r"(?:完成|实现|达到|达|为|是|增长|增加|下降|降低|约|预计|控制在|占全市|占全国)(?:[,，。;；、]|以内|以下|以上|左右|$)", clause)
-    ) and not _ANY_DIGIT.search(clause)
+    )
 
 
 class ExtractiveGenerator:
@@ -95,11 +103,14 @@ class ExtractiveGenerator:
 
     @staticmethod
     def _coverage(q: QuestionAnalysis, sentence: str, heading: str, nearby: str) -> float:
-        total = sum(g.weight for g in q.groups)
+        # A word the reports never use cannot be what a passage is about: everyday wording
+        # ("一般多久能到") is left out of the measure. Unknown names are refused earlier.
+        groups = [g for g in q.groups if not g.unknown]
+        total = sum(g.weight for g in groups)
         if total <= 0:
-            return 1.0 if q.years else 0.0
+            return 0.0  # nothing the question asks about occurs in the reports
         got = 0.0
-        for g in q.groups:
+        for g in groups:
             if _covers(g, sentence):
                 got += g.weight
             elif _covers(g, heading):
@@ -139,10 +150,13 @@ class ExtractiveGenerator:
                 if q.years and not years:
                     continue
                 coverage = self._coverage(q, norm, heading, nearby)
-                if q.stance == "actual" and _TARGET.search(norm) and not _ACTUAL.search(norm):
+                sets_goal = bool(_TARGET.search(norm)) and not _ACTUAL.search(norm)
+                if q.stance == "actual" and sets_goal:
                     coverage *= 0.6  # asked what happened; this sentence sets a goal
                 elif q.stance == "target" and not _TARGET.search(norm + heading):
                     coverage *= 0.8
+                elif not q.stance and sets_goal:
+                    coverage *= 0.92  # unless asked about plans, results come first
                 has_target = self._has_target(q, norm)
                 score = coverage + (0.15 if has_target else -0.25) - 0.02 * pi
                 out.append(Candidate(pi, sent, norm, score, coverage, has_target, years))
@@ -190,8 +204,15 @@ class ExtractiveGenerator:
         if best_cov.coverage < self.settings.min_support:
             return None
         clauses = [normalize(c).lower() for c in _FIG_CLAUSE_SPLIT.split(best_cov.text) if c.strip()]
-        on_topic = [c for c in clauses if any(_covers(g, c) for g in q.groups)]
-        if any(figure_with(q.measure, c) for c in on_topic):
+        if q.focus is not None and any(_covers(q.focus, c) for c in clauses):
+            # The figure belongs next to the thing whose amount is asked.
+            on_topic = [c for c in clauses if _covers(q.focus, c)]
+        else:
+            weights = [sum(g.weight for g in q.groups if _covers(g, c)) for c in clauses]
+            top = max(weights, default=0.0)
+            # Otherwise: the clause that carries most of the question.
+            on_topic = [c for c, w in zip(clauses, weights) if w > 0 and w >= top - 1e-9]
+        if not on_topic or any(figure_with(q.measure, c) for c in on_topic):
             return None
         if not any(lost_figure(q.measure, c) for c in on_topic):
             return None
@@ -239,9 +260,11 @@ class ExtractiveGenerator:
     def generate(self, q: QuestionAnalysis, passages: list[Passage]) -> Answer:
         passages = passages[: self.settings.answer_passages]
         answer = Answer(question=q.query.text, text="", passages=passages, backend=self.name)
-        unknown = [g.alternatives[0] for g in q.groups if g.unknown and _ENTITY.search(g.alternatives[0])]
+        unknown = [g.alternatives[0] for g in q.groups if g.distinctive or (g.unknown and _ENTITY.search(g.alternatives[0]))]
         if unknown:
-            return self._refuse(answer, q, f"the reports never mention {'、'.join(unknown)}")
+            answer = self._refuse(answer, q, f"the reports never mention {'、'.join(unknown)}")
+            answer.text += f"（报告中未提及“{'”“'.join(unknown)}”。）" if not q.query.latin else ""
+            return answer
         cands = self.candidates(q, passages)
         if not cands:
             return self._refuse(answer, q, "no passage sentence is about the year(s) asked")
@@ -255,8 +278,8 @@ class ExtractiveGenerator:
         chosen = self.choose(q, cands)
         if not chosen:
             return self._refuse(answer, q, "no passage sentence covers enough of the question")
-        if q.qtype == "number" and not any(c.has_target for c in chosen):
-            return self._refuse(answer, q, "the passages that match the question give no such figure")
+        if q.qtype in ("number", "time") and not any(c.has_target for c in chosen):
+            return self._refuse(answer, q, f"the passages that match the question give no {'figure' if q.qtype == 'number' else 'time'}")
         parts, citations = [], []
         numbers: dict[int, int] = {}
         for c in chosen:

@@ -1,0 +1,36 @@
+# The two commands a newcomer needs:
+#   make run    set up, index the bundled reports if needed, and start answering questions
+#   make test   set up and run the test suite (what CI runs)
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+# torch is installed first and pinned: the CPU build, never the multi-GB CUDA one.
+# Elsewhere, point pip at a CPU wheel index with e.g. TORCH_PIP_ARGS="--index-url <cpu index>".
+TORCH_VERSION ?= 2.13.0
+TORCH_PIP_ARGS ?=
+EXTRAS ?= dev
+
+.PHONY: setup run test eval clean
+
+setup: $(VENV)/.installed-$(EXTRAS)
+
+$(VENV)/.installed-$(EXTRAS): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(PY) -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('$(TORCH_VERSION)') else 'torch ' + v + ' installed, expected $(TORCH_VERSION)')"
+	touch $@
+
+run: setup
+	$(VENV)/bin/qa-app run
+
+test: setup
+	$(PY) -m pytest -q -ra
+
+eval: setup
+	$(VENV)/bin/qa-app ingest --quiet
+	$(VENV)/bin/qa-app eval eval_sets/seeds_dev.jsonl
+
+clean:
+	rm -rf qa_data .pytest_cache

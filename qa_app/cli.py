@@ -1,0 +1,245 @@
+"""Command line: ingest, ask, search, eval, documents, run.
+
+Every command reads the same settings (``QA_*`` environment variables or ``qa_app.toml``);
+``--data-dir`` overrides where the index lives.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+app = typer.Typer(
+    help="qa-app: grounded question answering over Chinese reports (offline by default).\n\n"
+    "Typical use: `qa-app ingest seeds/` once, then `qa-app ask \"2023年海淀区地区生产总值增长了多少？\"`.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+DataDir = typer.Option(None, "--data-dir", help="Index folder (default: $QA_DATA_DIR or ./qa_data).")
+
+
+def _settings(data_dir: Optional[Path], **overrides):
+    from qa_app.config import settings_with
+
+    return settings_with(data_dir=data_dir, **overrides)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _assistant(settings):
+    from qa_app.answer import Assistant
+
+    return Assistant(settings)
+
+
+def _filters(doc: list[str] | None, year: list[int] | None):
+    from qa_app.index.hybrid import Filters
+
+    if not doc and not year:
+        return None
+    return Filters(frozenset(doc) if doc else None, frozenset(year) if year else None)
+
+
+@app.command()
+def ingest(
+    paths: list[Path] = typer.Argument(None, help="Files or folders (.txt .md .html .pdf .docx). Default: the bundled seeds."),
+    data_dir: Optional[Path] = DataDir,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Add or update documents in the index. Unchanged files are skipped; changed files replace their old chunks."""
+    from qa_app.index.store import Index
+    from qa_app.ingest.pipeline import ingest as run_ingest
+
+    settings = _settings(data_dir)
+    paths = paths or [settings.seeds_dir]
+    index = Index(settings)
+    report = run_ingest(paths, index, progress=not quiet)
+    for path, why in report.failed.items():
+        typer.secho(f"skipped {path}: {why}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"{report.summary()}. Index: {len(index)} chunks in {len(index.documents())} documents at {settings.resolved_data_dir()}")
+    if report.failed and not (report.added or report.updated or report.unchanged):
+        raise typer.Exit(1)
+
+
+def _print_answer(answer, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        return
+    typer.echo(answer.text)
+    if answer.citations:
+        typer.echo("\n来源 Sources:")
+        typer.echo(answer.sources_text())
+    if not answer.grounded:
+        typer.secho("⚠ " + "; ".join(answer.reasons), fg=typer.colors.YELLOW)
+
+
+@app.command()
+def ask(
+    question: Optional[str] = typer.Argument(None, help="The question. Omit it to ask several, one per line, until an empty line or EOF."),
+    data_dir: Optional[Path] = DataDir,
+    doc: Optional[list[str]] = typer.Option(None, "--doc", help="Only this document (file name); repeatable."),
+    year: Optional[list[int]] = typer.Option(None, "--year", help="Only documents of this year; repeatable."),
+    as_json: bool = typer.Option(False, "--json", help="Print the full answer as JSON (citations, passages, timings)."),
+):
+    """Answer a question from the indexed reports, with numbered citations."""
+    from qa_app.answer import EmptyIndexError, QuestionError
+
+    assistant = _assistant(_settings(data_dir))
+    filters = _filters(doc, year)
+    questions = [question] if question is not None else None
+    interactive = questions is None and sys.stdin.isatty()
+    if questions is None:
+        questions = _read_questions(interactive)
+    for q in questions:
+        try:
+            _print_answer(assistant.ask(q, filters=filters), as_json)
+        except (QuestionError, EmptyIndexError) as exc:
+            if not interactive and question is not None:
+                _fail(str(exc))
+            typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        if interactive:
+            typer.echo("")
+
+
+def _read_questions(interactive: bool):
+    while True:
+        try:
+            line = input("问题> " if interactive else "")
+        except EOFError:
+            return
+        if not line.strip():
+            return
+        yield line
+
+
+@app.command()
+def search(
+    question: str = typer.Argument(..., help="The query."),
+    k: int = typer.Option(5, "--k", "-k", help="How many passages."),
+    data_dir: Optional[Path] = DataDir,
+    doc: Optional[list[str]] = typer.Option(None, "--doc"),
+    year: Optional[list[int]] = typer.Option(None, "--year"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Show the passages hybrid retrieval finds for a query (no answer)."""
+    from qa_app.answer import EmptyIndexError, QuestionError
+
+    try:
+        passages = _assistant(_settings(data_dir)).search(question, k=k, filters=_filters(doc, year))
+    except (QuestionError, EmptyIndexError) as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps([p.to_dict() for p in passages], ensure_ascii=False, indent=2))
+        return
+    for p in passages:
+        typer.secho(f"[{p.rank}] {p.doc.title} · {p.chunk.section}  (score {p.score:.3f})", bold=True)
+        typer.echo(f"    {p.chunk.text[:300]}")
+
+
+@app.command("eval")
+def eval_cmd(
+    files: list[Path] = typer.Argument(..., help="Eval sets (JSONL, one item per line; see DESIGN.md)."),
+    data_dir: Optional[Path] = DataDir,
+    top_k: int = typer.Option(10, "--top-k", help="Passages retrieved for recall@k (k up to this)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write metrics, per-category figures and every item here."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Run Q&A sets through retrieval and the answerer; print recall@k, MRR, accuracy, refusals, latency."""
+    from qa_app.evaluate import EvalSetError, by_category, evaluate, format_table, load_eval_set, summarise
+
+    assistant = _assistant(_settings(data_dir))
+    if len(assistant.index) == 0:
+        _fail("the index is empty: run `qa-app ingest` first")
+    try:
+        items = [item for f in files for item in load_eval_set(f)]
+    except (EvalSetError, OSError) as exc:
+        _fail(str(exc))
+    results = evaluate(items, assistant, top_k=top_k, progress=not quiet)
+    metrics = summarise(results)
+    typer.echo(format_table(metrics))
+    cats = by_category(results)
+    typer.echo("\n| category | n | recall@5 | correct |\n|---|---|---|---|")
+    for cat, m in cats.items():
+        r5 = "—" if m["recall@5"] != m["recall@5"] else f"{m['recall@5']:.2f}"
+        typer.echo(f"| {cat} | {int(m['n'])} | {r5} | {m['correct']:.2f} |")
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(
+            json.dumps(
+                {"metrics": metrics, "by_category": cats, "items": [r.to_dict() for r in results]},
+                ensure_ascii=False,
+                indent=1,
+            ),
+            encoding="utf-8",
+        )
+        typer.echo(f"\nwrote {json_path}")
+
+
+@app.command()
+def documents(data_dir: Optional[Path] = DataDir, as_json: bool = typer.Option(False, "--json")):
+    """List the indexed documents."""
+    from qa_app.index.store import Index
+
+    index = Index(_settings(data_dir))
+    docs = index.documents()
+    counts: dict[str, int] = {}
+    for c in index.chunks():
+        counts[c.doc_id] = counts.get(c.doc_id, 0) + 1
+    if as_json:
+        typer.echo(json.dumps([{**d.__dict__, "chunks": counts.get(d.doc_id, 0)} for d in docs], ensure_ascii=False, indent=2))
+        return
+    if not docs:
+        typer.echo("no documents indexed yet: run `qa-app ingest`")
+    for d in docs:
+        typer.echo(f"{d.doc_id}\t{d.date or '-'}\t{d.kind or '-'}\t{counts.get(d.doc_id, 0)} chunks\t{d.title}")
+
+
+@app.command()
+def delete(doc_id: str = typer.Argument(..., help="Document id (its file name)."), data_dir: Optional[Path] = DataDir):
+    """Remove a document and its chunks from the index."""
+    from qa_app.index.store import Index
+
+    if not Index(_settings(data_dir)).delete_document(doc_id):
+        _fail(f"no document {doc_id!r} in the index (see `qa-app documents`)")
+    typer.echo(f"deleted {doc_id}")
+
+
+@app.command()
+def run(data_dir: Optional[Path] = DataDir):
+    """The main job: index the bundled seeds if needed, then answer questions typed at the prompt."""
+    from qa_app.index.store import Index
+    from qa_app.ingest.pipeline import ingest as run_ingest
+
+    settings = _settings(data_dir)
+    index = Index(settings)
+    report = run_ingest([settings.seeds_dir], index, progress=True)
+    typer.echo(f"{report.summary()}. {len(index)} chunks in {len(index.documents())} documents.")
+    typer.echo("输入问题并回车；空行或 Ctrl-D 退出。 Type a question and press Enter; an empty line or Ctrl-D quits.")
+    from qa_app.answer import Assistant, QuestionError
+
+    assistant = Assistant(settings, index=index)
+    for q in _read_questions(sys.stdin.isatty()):
+        try:
+            _print_answer(assistant.ask(q), False)
+        except QuestionError as exc:
+            typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        typer.echo("")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
