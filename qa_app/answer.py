@@ -1,6 +1,7 @@
 """The question-answering pipeline: check → retrieve → generate → verify → Answer."""
 from __future__ import annotations
 
+import re
 import time
 from typing import Iterator
 
@@ -11,8 +12,45 @@ from qa_app.index.query import Query
 from qa_app.index.store import Index
 from qa_app.llm.base import Generator
 from qa_app.llm.registry import make_generator
-from qa_app.models import Answer, Passage
+from qa_app.models import Answer, Citation, Passage
+from qa_app.prompts import load_prompt
 from qa_app.question import analyse
+
+_SUBQ_SPLIT = re.compile(r"(?<=[？?])\s*")
+# Words that only ask (no topic): a follow-up made of these borrows the topic of the part before it.
+_ASKING = re.compile(r"(?:19|20)\d{2}年?|到|在|实际|又|呢|那|是|多少|几|降到了?|增长了?|达到了?|分别|各|哪|怎么样|如何|了|？|\?|\s")
+
+
+def split_subquestions(question: str) -> list[str]:
+    """"…上限是多少？到2021年实际降到了多少？" → two questions, the second given the first's topic."""
+    parts = [p.strip() for p in _SUBQ_SPLIT.split(question) if len(p.strip()) >= 4]
+    if len(parts) < 2:
+        return [question]
+    out = [parts[0]]
+    for part in parts[1:]:
+        if len(_ASKING.sub("", part)) < 4:
+            topic = re.sub(r"(?:是|有|为)?(?:多少|几)\S*[？?]?$", "", out[-1])
+            part = f"{topic}，{part}"
+        out.append(part)
+    return out
+
+
+def merge_answers(question: str, answers: list[Answer]) -> Answer:
+    """One answer from the answers to each sub-question, citations renumbered in order."""
+    merged = Answer(question=question, text="", backend=answers[0].backend)
+    texts, offset = [], 0
+    for a in answers:
+        mapping = {c.n: c.n + offset for c in a.citations}
+        texts.append(re.sub(r"\[(\d+)\]", lambda m: f"[{mapping.get(int(m.group(1)), m.group(1))}]", a.text))
+        merged.citations.extend(Citation(**{**c.__dict__, "n": mapping[c.n]}) for c in a.citations)
+        merged.passages.extend(p for p in a.passages if p not in merged.passages)
+        merged.reasons.extend(a.reasons)
+        offset += len(a.citations)
+    merged.text = "\n".join(texts)
+    merged.refused = all(a.refused for a in answers)
+    merged.grounded = all(a.grounded for a in answers)
+    merged.timings = {k: sum(a.timings.get(k, 0.0) for a in answers) for k in ("retrieve_ms", "generate_ms")}
+    return merged
 
 
 class QuestionError(ValueError):
@@ -49,24 +87,30 @@ class Assistant:
     def ask(self, question: str, filters: Filters | None = None, k: int | None = None) -> Answer:
         t0 = time.perf_counter()
         question = self._check_question(question)
+        parts = split_subquestions(question)
+        if len(parts) > 1:
+            answer = merge_answers(question, [self._answer_one(p, filters, k) for p in parts])
+        else:
+            answer = self._answer_one(question, filters, k)
+        answer.timings["total_ms"] = (time.perf_counter() - t0) * 1000
+        return answer
+
+    def _answer_one(self, question: str, filters: Filters | None, k: int | None) -> Answer:
+        t0 = time.perf_counter()
         query = Query.parse(question)
         passages = self.searcher.search(query, k or self.settings.answer_passages, filters)
         t1 = time.perf_counter()
-        analysis = analyse(query, self.index.bm25.term_idf, self.index.knows)
         if not passages:
-            answer = Answer(question=question, text="", backend=self.generator.name)
-            answer.refused = True
-            from qa_app.prompts import load_prompt
-
+            answer = Answer(question=question, text="", backend=self.generator.name, refused=True)
             answer.text = load_prompt("refuse_en" if query.latin else "refuse", self.settings.prompts_dir)
             answer.reasons.append("no passage matched the question")
         else:
-            answer = self.generator.generate(analysis, passages)
+            answer = self.generator.generate(analyse(query, self.index.bm25.term_idf, self.index.knows), passages)
         t2 = time.perf_counter()
         report = check(answer)
         answer.grounded = report.grounded
         answer.reasons.extend(report.reasons)
-        answer.timings = {"retrieve_ms": (t1 - t0) * 1000, "generate_ms": (t2 - t1) * 1000, "total_ms": (time.perf_counter() - t0) * 1000}
+        answer.timings = {"retrieve_ms": (t1 - t0) * 1000, "generate_ms": (t2 - t1) * 1000, "total_ms": (t2 - t0) * 1000}
         return answer
 
     def stream(self, question: str, filters: Filters | None = None) -> Iterator[str]:

@@ -286,9 +286,10 @@ class ExtractiveGenerator:
             if c.passage_index not in numbers:
                 numbers[c.passage_index] = len(numbers) + 1
                 citations.append(self._cite(numbers[c.passage_index], passages[c.passage_index], c.text))
-            parts.append(f"{self._trim(q, c)}[{numbers[c.passage_index]}]")
+            parts.append(f"{self._trim(q, c).rstrip(';；,，:：')}[{numbers[c.passage_index]}]")
         lead = self._wording("answer_intro", q) + " " if q.query.latin else ""
-        answer.text = lead + "".join(parts)
+        body = "".join(p if p[p.rindex("[") - 1] in "。！？!?…" else p + "。" for p in parts)
+        answer.text = lead + body
         answer.citations = citations
         return answer
 
