@@ -29,7 +29,8 @@ def split_subquestions(question: str) -> list[str]:
     out = [parts[0]]
     for part in parts[1:]:
         if len(_ASKING.sub("", part)) < 4:
-            topic = re.sub(r"(?:是|有|为)?(?:多少|几)\S*[？?]?$", "", out[-1])
+            # Keep the earlier part's topic and question words; its years give way to this part's.
+            topic = re.sub(r"(?:19|20)\d{2}\s*年?", "", out[-1]).rstrip("？?")
             part = f"{topic}，{part}"
         out.append(part)
     return out
@@ -98,6 +99,7 @@ class Assistant:
     def _answer_one(self, question: str, filters: Filters | None, k: int | None) -> Answer:
         t0 = time.perf_counter()
         query = Query.parse(question)
+        snap = self.index.snapshot()
         passages = self.searcher.search(query, k or self.settings.answer_passages, filters)
         t1 = time.perf_counter()
         if not passages:
@@ -105,7 +107,7 @@ class Assistant:
             answer.text = load_prompt("refuse_en" if query.latin else "refuse", self.settings.prompts_dir)
             answer.reasons.append("no passage matched the question")
         else:
-            answer = self.generator.generate(analyse(query, self.index.bm25.term_idf, self.index.knows), passages)
+            answer = self.generator.generate(analyse(query, snap.bm25.term_idf, snap.knows), passages)
         t2 = time.perf_counter()
         report = check(answer)
         answer.grounded = report.grounded
@@ -117,4 +119,5 @@ class Assistant:
         question = self._check_question(question)
         query = Query.parse(question)
         passages = self.searcher.search(query, self.settings.answer_passages, filters)
-        yield from self.generator.stream(analyse(query, self.index.bm25.term_idf, self.index.knows), passages)
+        snap = self.index.snapshot()
+        yield from self.generator.stream(analyse(query, snap.bm25.term_idf, snap.knows), passages)

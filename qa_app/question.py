@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from qa_app.index.query import Query, glossary, synonym_groups
+from qa_app.index.query import Query, contains_term, glossary, synonym_groups
 from qa_app.index.tokenize import words
 from qa_app.text import is_latin_question
 
@@ -23,10 +23,13 @@ _NUMBER = re.compile(
 )
 _LIST = re.compile(r"哪些|哪几|有什么|有哪|包括|包含|列举|\bwhat are\b|\bwhich\b.*\b(?:are|were)\b|\blist\b", re.I)
 _WHO = re.compile(r"谁|哪位|\bwho\b", re.I)
-_MEASURE = re.compile(
-    r"(?:多少|几)(万亿元|亿元|万元|元|亿美元|美元|万人次|人次|万人|平方米|平方公里|公里|公顷|个|家|项|所|座|条|支|套|名|人|件|辆|户|张|台|处|次|场|亩|吨|倍|间|床|栋|部|款|批|期|场次|分钟|小时|天)"
+_MEASURE_WORDS = (
+    "万亿元|亿元|万元|元|亿美元|美元|万人次|人次|万人|平方米|平方公里|公里|公顷|个|家|项|所|座|条|支|套|名|人|件|辆|户|"
+    "张|台|处|次|场|亩|吨|倍|间|床|栋|部|款|批|期|场次|分钟|小时|天"
 )
-_RATE = re.compile(r"增长|增速|增幅|涨|下降|降低|提高|比重|占比|占全市|比例|率|百分之|share|percentage|rate|grow|grew|fall|fell|rise|rose", re.I)
+_MEASURE = re.compile(rf"(?:多少|几)({_MEASURE_WORDS})")
+# Words that ask for a rate. A bare 率 does not: 劳动生产率 is 万元/人.
+_RATE = re.compile(r"增长|增速|增幅|涨|下降|降低|提高|比重|占比|占全市|比例|百分之|share|percentage|grow|grew|fall|fell|rise|rose", re.I)
 # Question words say what is asked, not what it is about: removed before term extraction.
 _QUESTION_WORDS = re.compile(
     r"哪一?(?:年|天|月|日|些|几|个|位|家|项|所|里)|什么时候|何时|多少|几(?:个|家|项|所|座|条|支|套|位|次|成|倍|人|名|件|月|号)?|"
@@ -42,6 +45,11 @@ class TermGroup:
     weight: float = 1.0
     unknown: bool = False  # no member occurs anywhere in the index
     distinctive: bool = False  # unknown, and a specific word (rare in general Chinese), not everyday wording
+
+    @property
+    def framing(self) -> bool:
+        """Frames the question (计划, 目标, 全年, 预计…) rather than naming its subject."""
+        return bool(set(self.alternatives) & (_AMOUNT_VERBS | _FRAMING))
 
 
 @dataclass
@@ -90,11 +98,11 @@ def _synonym_spans(text: str) -> tuple[list[tuple[str, ...]], str]:
     """Synonym groups whose members occur in ``text``, and the text with those spans blanked."""
     found: list[tuple[str, ...]] = []
     for term in sorted(synonym_groups(), key=len, reverse=True):
-        if len(term) >= 2 and term in text:
+        if len(term) >= 2 and contains_term(text, term):
             group = synonym_groups()[term]
             if group not in found:
                 found.append(group)
-            text = text.replace(term, " ")
+            text = text.replace(term, " ") if not term.isascii() else re.sub(rf"(?<![a-z0-9]){re.escape(term)}(?![a-z0-9])", " ", text)
     return found, text
 
 
@@ -139,6 +147,8 @@ def analyse(query: Query, idf, known=lambda term: True) -> QuestionAnalysis:
                 groups.append(TermGroup(alts, max(idf(a) for a in alts), unknown=not any(known(a) for a in alts)))
                 low = low.replace(f" {en} ", " ")
     else:
+        # "多少亿元" asks for a unit; the unit is not what the question is about.
+        text = re.sub(rf"(?:多少|几)(?:{_MEASURE_WORDS})?", " ", text)
         syn_groups, rest = _synonym_spans(_QUESTION_WORDS.sub(" ", text))
         for g in syn_groups:
             groups.append(TermGroup(g, max(idf(a) for a in g), unknown=not any(known(a) for a in g)))
@@ -157,18 +167,24 @@ def analyse(query: Query, idf, known=lambda term: True) -> QuestionAnalysis:
 
 
 _AMOUNT_VERBS = {"预计", "达到", "实现", "完成", "累计", "约", "共", "共计", "合计", "增加", "新增"}
+# Words that frame a question without being its subject.
+_FRAMING = {"计划", "规划", "目标", "要求", "期间", "时期", "全年", "全区", "海淀", "十三五", "十四五", "报告", "提出", "安排"}
 
 
 def _focus(norm: str, groups: list[TermGroup]) -> TermGroup | None:
-    """The term right before 多少/几: what the figure must be attached to."""
+    """What the figure must be attached to: the term right after "多少+measure" ("多少家外资企业"),
+    else the last one before 多少/几 ("减免了多少")."""
     m = re.search(r"多少|几", norm)
     if not m:
         return None
+    candidates = [g for g in groups if not g.unknown and not set(g.alternatives) & (_AMOUNT_VERBS | _FRAMING)]
+    after = re.sub(rf"^(?:{_MEASURE_WORDS})?(?:的)?", "", norm[m.end():])
+    for g in candidates:
+        if any(after.startswith(a) for a in g.alternatives):
+            return g
     prefix = norm[: m.start()]
     best, best_pos = None, -1
-    for g in groups:
-        if g.unknown or set(g.alternatives) & _AMOUNT_VERBS:
-            continue
+    for g in candidates:
         pos = max((prefix.rfind(a) + len(a) for a in g.alternatives if a in prefix), default=-1)
         if pos > best_pos:
             best, best_pos = g, pos

@@ -1,4 +1,5 @@
-"""Hybrid retrieval: BM25 and dense candidates fused with weighted reciprocal rank fusion.
+"""Hybrid retrieval: BM25 and dense candidates fused by a weighted sum of normalised scores
+(reciprocal rank fusion as an option).
 
 Weights lean on BM25 for Chinese questions (exact terms and figures matter) and on the
 dense side for English questions, whose words the lexical index cannot see.
@@ -15,7 +16,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from qa_app.index.query import Query
-from qa_app.index.store import Index
+from qa_app.index.store import Index, Snapshot
 from qa_app.models import Chunk, DocumentInfo, Passage
 from qa_app.text import normalize
 
@@ -25,15 +26,15 @@ class Filters:
     doc_ids: frozenset[str] | None = None
     years: frozenset[int] | None = None
 
-    def resolve(self, index: Index) -> set[str] | None:
+    def resolve(self, snap: Snapshot) -> set[str] | None:
         """The document ids the filters allow (None: all)."""
         if self.doc_ids is None and self.years is None:
             return None
-        allowed = {d.doc_id for d in index.documents()}
+        allowed = set(snap.docs)
         if self.doc_ids is not None:
             allowed &= set(self.doc_ids)
         if self.years is not None:
-            allowed &= {d.doc_id for d in index.documents() if d.year in self.years}
+            allowed &= {d.doc_id for d in snap.docs.values() if d.year in self.years}
         return allowed
 
 
@@ -87,26 +88,27 @@ class HybridSearcher:
         s = self.settings
         query = question if isinstance(question, Query) else Query.parse(question)
         k = k or s.top_k
-        allowed = (filters or Filters()).resolve(self.index)
+        snap = self.index.snapshot()  # one consistent view for the whole search
+        allowed = (filters or Filters()).resolve(snap)
         if allowed is not None and not allowed:
             return []
-        lexical = self.index.bm25.search(query.bm25_tokens(), s.candidates, self.index.allowed_mask(allowed))
+        lexical = snap.bm25.search(query.bm25_tokens(), s.candidates, snap.allowed_mask(allowed))
         dense_weight = s.dense_weight_latin if query.latin else s.dense_weight
-        dense = self.index.dense_search(query.dense_text, s.candidates, allowed) if dense_weight > 0 else []
+        dense = self.index.dense_search(query.dense_text, s.candidates, allowed, snap) if dense_weight > 0 else []
         if s.fusion == "rrf":
             fused = rrf([([c for c, _ in lexical], s.bm25_weight), ([c for c, _ in dense], dense_weight)], s.rrf_k)
         else:
             fused = score_fusion([(lexical, s.bm25_weight), (dense, dense_weight)])
         if query.years and s.year_boost:
-            self._boost_years(fused, query.years)
+            self._boost_years(snap, fused, query.years)
         if s.title_boost:
-            self._boost_titles(fused, query)
+            self._boost_titles(snap, fused, query)
         lex_scores, dense_scores = dict(lexical), dict(dense)
         ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         passages = []
         for rank, (cid, score) in enumerate(ranked, 1):
-            chunk = self.index.chunk(cid)
-            doc = self.index.document(chunk.doc_id) if chunk else None
+            chunk = snap.chunks.get(cid)
+            doc = snap.docs.get(chunk.doc_id) if chunk else None
             if chunk is None or doc is None:
                 continue
             passages.append(
@@ -115,23 +117,23 @@ class HybridSearcher:
         return passages
 
 
-    def _boost_years(self, fused: dict[str, float], years: list[int]) -> None:
+    def _boost_years(self, snap: Snapshot, fused: dict[str, float], years: list[int]) -> None:
         """Prefer chunks about the asked year: they name it, or their section or report is about it."""
         for cid in fused:
-            chunk = self.index.chunk(cid)
-            doc = self.index.document(chunk.doc_id) if chunk else None
+            chunk = snap.chunks.get(cid)
+            doc = snap.docs.get(chunk.doc_id) if chunk else None
             if chunk is not None and doc is not None and year_scope(chunk, doc, years):
                 fused[cid] *= 1.0 + self.settings.year_boost
 
 
-    def _boost_titles(self, fused: dict[str, float], query: Query) -> None:
+    def _boost_titles(self, snap: Snapshot, fused: dict[str, float], query: Query) -> None:
         """Prefer the reports a question names ("政府工作报告", "十三五规划")."""
         terms = query.title_terms()
-        named = {d.doc_id for d in self.index.documents() if any(t in normalize(d.title).lower() for t in terms)}
-        if not named or len(named) == len(self.index.documents()):
+        named = {d.doc_id for d in snap.docs.values() if any(t in normalize(d.title).lower() for t in terms)}
+        if not named or len(named) == len(snap.docs):
             return
         for cid in fused:
-            chunk = self.index.chunk(cid)
+            chunk = snap.chunks.get(cid)
             if chunk is not None and chunk.doc_id in named:
                 fused[cid] *= 1.0 + self.settings.title_boost
 

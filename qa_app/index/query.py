@@ -42,13 +42,20 @@ def synonym_groups() -> dict[str, tuple[str, ...]]:
     return groups
 
 
+def contains_term(text: str, term: str) -> bool:
+    """Substring match for Chinese terms; whole-word match for Latin ones ("ai" is not in "haidian")."""
+    if term.isascii():
+        return re.search(rf"(?<![a-z0-9]){re.escape(term)}(?![a-z0-9])", text) is not None
+    return term in text
+
+
 def synonyms_in(text: str) -> list[str]:
     """The reports' own term (first of its group) for everyday words found in ``text``."""
     low = text.lower()
     out: list[str] = []
     for term, group in synonym_groups().items():
         canonical = group[0]
-        if term != canonical and term in low and canonical not in low and canonical not in out:
+        if term != canonical and contains_term(low, term) and not contains_term(low, canonical) and canonical not in out:
             out.append(canonical)
     return out
 

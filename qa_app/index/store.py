@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,25 @@ def text_hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """One consistent view of the index for readers: swapped in whole, never mutated."""
+
+    version: int
+    chunks: dict[str, Chunk]
+    docs: dict[str, DocumentInfo]
+    bm25: BM25Index
+    row_doc: np.ndarray
+    corpus: str  # all chunk texts, normalised and lower-cased, for "does the corpus say X at all"
+
+    def allowed_mask(self, doc_ids: set[str] | None) -> np.ndarray | None:
+        return None if doc_ids is None else np.isin(self.row_doc, list(doc_ids))
+
+    def knows(self, term: str) -> bool:
+        """Does the term occur anywhere in the indexed text (as a token or inside a longer word)?"""
+        return self.bm25.knows(term) or term.lower() in self.corpus
+
+
 class Index:
     def __init__(self, settings, embeddings: Embeddings | None = None):
         self.settings = settings
@@ -34,18 +54,15 @@ class Index:
         self._embeddings = embeddings
         self._chroma: ChromaStore | None = None
         self._lock = threading.RLock()
-        self._loaded_version = -1
-        self._bm25: BM25Index | None = None
-        self._chunks: dict[str, Chunk] = {}
-        self._docs: dict[str, DocumentInfo] = {}
-        self._row_doc: np.ndarray = np.array([])
-        self._corpus = ""
+        self._snap: Snapshot | None = None
 
     # --- components, created on first use ---------------------------------------------------
     @property
     def embeddings(self) -> Embeddings:
         if self._embeddings is None:
-            self._embeddings = make_embeddings(self.settings)
+            with self._lock:
+                if self._embeddings is None:
+                    self._embeddings = make_embeddings(self.settings)
         return self._embeddings
 
     @property
@@ -57,69 +74,63 @@ class Index:
     @property
     def chroma(self) -> ChromaStore:
         if self._chroma is None:
-            self._chroma = ChromaStore(self.settings, self.model_name)
+            with self._lock:
+                if self._chroma is None:
+                    self._chroma = ChromaStore(self.settings, self.model_name)
         return self._chroma
 
     # --- reading ------------------------------------------------------------------------------
-    def refresh(self) -> None:
-        """Reload chunks and rebuild BM25 if the catalog changed since the last load."""
+    def snapshot(self) -> Snapshot:
+        """The current view, reloaded (chunks, documents, BM25) only when the catalog changed."""
         version = self.catalog.version()
-        if version == self._loaded_version:
-            return
+        snap = self._snap
+        if snap is not None and snap.version == version:
+            return snap
         with self._lock:
-            if version == self._loaded_version:
-                return
+            if self._snap is not None and self._snap.version == version:
+                return self._snap
             chunks, token_lists = self.catalog.all_chunks()
-            self._docs = {d.doc_id: d for d in self.catalog.documents()}
-            self._chunks = {c.chunk_id: c for c in chunks}
-            self._bm25 = BM25Index.build([c.chunk_id for c in chunks], token_lists)
-            self._row_doc = np.array([c.doc_id for c in chunks], dtype=object)
-            self._corpus = "\n".join(c.norm.lower() for c in chunks)
-            self._loaded_version = version
+            self._snap = Snapshot(
+                version=version,
+                chunks={c.chunk_id: c for c in chunks},
+                docs={d.doc_id: d for d in self.catalog.documents()},
+                bm25=BM25Index.build([c.chunk_id for c in chunks], token_lists),
+                row_doc=np.array([c.doc_id for c in chunks], dtype=object),
+                corpus="\n".join(c.norm.lower() for c in chunks),
+            )
+            return self._snap
 
     @property
     def bm25(self) -> BM25Index:
-        self.refresh()
-        assert self._bm25 is not None
-        return self._bm25
+        return self.snapshot().bm25
 
     def knows(self, term: str) -> bool:
-        """Does the term occur anywhere in the indexed text (as a token or inside a longer word)?"""
-        return self.bm25.knows(term) or term.lower() in self._corpus
+        return self.snapshot().knows(term)
 
     def chunk(self, chunk_id: str) -> Chunk | None:
-        self.refresh()
-        return self._chunks.get(chunk_id)
+        return self.snapshot().chunks.get(chunk_id)
 
     def document(self, doc_id: str) -> DocumentInfo | None:
-        self.refresh()
-        return self._docs.get(doc_id)
+        return self.snapshot().docs.get(doc_id)
 
     def documents(self) -> list[DocumentInfo]:
-        self.refresh()
-        return list(self._docs.values())
+        return list(self.snapshot().docs.values())
 
     def chunks(self) -> list[Chunk]:
-        self.refresh()
-        return list(self._chunks.values())
+        return list(self.snapshot().chunks.values())
 
     def __len__(self) -> int:
-        self.refresh()
-        return len(self._chunks)
+        return len(self.snapshot().chunks)
 
-    def allowed_mask(self, doc_ids: set[str] | None) -> np.ndarray | None:
-        self.refresh()
-        if doc_ids is None:
-            return None
-        return np.isin(self._row_doc, list(doc_ids))
-
-    def dense_search(self, query: str, k: int, doc_ids: set[str] | None = None) -> list[tuple[str, float]]:
-        if not len(self):
+    def dense_search(self, query: str, k: int, doc_ids: set[str] | None = None, snap: Snapshot | None = None) -> list[tuple[str, float]]:
+        snap = snap or self.snapshot()
+        if not snap.chunks:
             return []
         vector = self.embeddings.embed_query(query)
         where = {"doc_id": {"$in": sorted(doc_ids)}} if doc_ids is not None else None
         hits = self.chroma.query(vector, k, where)
-        return [(cid, s) for cid, s in hits if cid in self._chunks]
+        # Only chunks the catalog lists count: vectors left by an interrupted write are ignored.
+        return [(cid, s) for cid, s in hits if cid in snap.chunks]
 
     # --- writing ------------------------------------------------------------------------------
     def embed_texts(self, texts: list[str], progress=None) -> list[list[float]]:

@@ -65,16 +65,25 @@ def figure_with(measure: str, text: str) -> bool:
         return bool(FIGURE_RE.search(text) or _CN_FIGURE.search(text))
     if measure == "%":
         return bool(re.search(r"\d(?:\.\d+)?\s*(?:%|个百分点|倍)|[一二三四五六七八九十两]成|翻一番", text))
-    return bool(re.search(r"(?:\d(?:\.\d+)?|[一二三四五六七八九十两百千])\s*(?:万亿|亿|万|千|百)?\s*(?:余|多)?" + re.escape(measure), text))
+    # 千 and 百 count only after a numeral: "三千人" is a figure, "每千人" is not.
+    return bool(re.search(r"(?:\d(?:\.\d+)?|[一二三四五六七八九十两])\s*(?:万亿|亿|万|千|百)?\s*(?:余|多)?" + re.escape(measure), text))
 
 
 _GAP_UNITS = r"(?:元|美元|件|人次|家|项|平方米|平方公里|公顷|亩|吨|辆|张|套|户|处|所|座|%)"
 _NUMERAL_BEFORE = r"(?<![\d一二三四五六七八九十两百千万亿.])"
 
 
-def lost_figure(measure: str, clause: str) -> bool:
+def lost_figure(measure: str, clause: str, focus: tuple[str, ...] = ()) -> bool:
     """A clause whose number is missing in the source: a unit or a verb of amount with no
-    number in front ("完成亿元", "森林面积达万公顷", "失业率为;")."""
+    number in front ("完成亿元", "森林面积达万公顷", "失业率为;", "托位数个。")."""
+    for term in focus:
+        # Right after the thing asked about comes the figure; here it comes straight to the unit or the end.
+        if re.search(
+            re.escape(term) + r"(?:完成|实现|达到|达|为|是|约|预计|控制在|增长|下降)?(?:万亿|亿|万|千)?"
+            r"(?:元|美元|件|个|人次|人|家|项|平方米|公顷|亩|吨|辆|张|套|户|处|所|座|%)?(?:[,，。;；、]|以内|以上|以下|左右|$)",
+            clause,
+        ):
+            return True
     if _ANY_DIGIT.search(clause) or figure_with(measure, clause):
         return False
     units = re.escape(measure) if measure and measure != "%" else _GAP_UNITS
@@ -94,7 +103,15 @@ class ExtractiveGenerator:
     # --- scoring --------------------------------------------------------------------------
     def _has_target(self, q: QuestionAnalysis, norm: str) -> bool:
         if q.qtype == "number":
-            return figure_with(q.measure, norm)
+            # The figure must sit in a clause that speaks of the question's subject, not anywhere.
+            # ("…基金落地海淀,规模约2亿元": the subject may stand in the clause just before.)
+            subject = [g for g in q.groups if not g.unknown and not g.framing]
+            clauses = _FIG_CLAUSE_SPLIT.split(norm)
+            return any(
+                figure_with(q.measure, clause)
+                and (not subject or any(_covers(g, clauses[i - 1] + clause if i else clause) for g in subject))
+                for i, clause in enumerate(clauses)
+            )
         if q.qtype == "time":
             return bool(TIME_RE.search(norm))
         if q.qtype == "list":
@@ -214,7 +231,8 @@ class ExtractiveGenerator:
             on_topic = [c for c, w in zip(clauses, weights) if w > 0 and w >= top - 1e-9]
         if not on_topic or any(figure_with(q.measure, c) for c in on_topic):
             return None
-        if not any(lost_figure(q.measure, c) for c in on_topic):
+        focus = q.focus.alternatives if q.focus else ()
+        if not any(lost_figure(q.measure, c, focus) for c in on_topic):
             return None
         other = next((c for c in cands if c.has_target and c is not best_cov), None)
         # Another sentence that covers the question about as well and has the figure wins.
@@ -248,11 +266,15 @@ class ExtractiveGenerator:
                 return chosen
         best = good[0]
         chosen = [best]
+        subject = [g for g in q.groups if not g.unknown and not g.framing]
+        best_subject = {i for i, g in enumerate(subject) if _covers(g, best.norm)}
         for c in good[1:6]:
             if len(chosen) >= self.settings.answer_max_sentences:
                 break
             if c.norm in best.norm or best.norm in c.norm or not c.has_target:
                 continue
+            if not best_subject <= {i for i, g in enumerate(subject) if _covers(g, c.norm)}:
+                continue  # a second sentence must be about the same thing
             if c.score >= best.score - 0.1:
                 chosen.append(c)
         return chosen
