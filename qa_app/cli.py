@@ -43,11 +43,15 @@ def _assistant(settings):
     return Assistant(settings)
 
 
-def _filters(doc: list[str] | None, year: list[int] | None):
+def _filters(assistant, doc: list[str] | None, year: list[int] | None):
     from qa_app.index.hybrid import Filters
 
     if not doc and not year:
         return None
+    known = {d.doc_id for d in assistant.index.documents()}
+    unknown = sorted(set(doc or ()) - known)
+    if unknown:
+        _fail(f"no document {', '.join(unknown)} in the index (see `qa-app documents`)")
     return Filters(frozenset(doc) if doc else None, frozenset(year) if year else None)
 
 
@@ -96,7 +100,7 @@ def ask(
     from qa_app.answer import EmptyIndexError, QuestionError
 
     assistant = _assistant(_settings(data_dir))
-    filters = _filters(doc, year)
+    filters = _filters(assistant, doc, year)
     questions = [question] if question is not None else None
     interactive = questions is None and sys.stdin.isatty()
     if questions is None:
@@ -126,7 +130,7 @@ def _read_questions(interactive: bool):
 @app.command()
 def search(
     question: str = typer.Argument(..., help="The query."),
-    k: int = typer.Option(5, "--k", "-k", help="How many passages."),
+    k: int = typer.Option(5, "--k", "-k", min=1, max=100, help="How many passages (1-100)."),
     data_dir: Optional[Path] = DataDir,
     doc: Optional[list[str]] = typer.Option(None, "--doc"),
     year: Optional[list[int]] = typer.Option(None, "--year"),
@@ -135,8 +139,9 @@ def search(
     """Show the passages hybrid retrieval finds for a query (no answer)."""
     from qa_app.answer import EmptyIndexError, QuestionError
 
+    assistant = _assistant(_settings(data_dir))
     try:
-        passages = _assistant(_settings(data_dir)).search(question, k=k, filters=_filters(doc, year))
+        passages = assistant.search(question, k=k, filters=_filters(assistant, doc, year))
     except (QuestionError, EmptyIndexError) as exc:
         _fail(str(exc))
     if as_json:
@@ -151,7 +156,7 @@ def search(
 def eval_cmd(
     files: list[Path] = typer.Argument(..., help="Eval sets (JSONL, one item per line; see DESIGN.md)."),
     data_dir: Optional[Path] = DataDir,
-    top_k: int = typer.Option(10, "--top-k", help="Passages retrieved for recall@k (k up to this)."),
+    top_k: int = typer.Option(10, "--top-k", min=1, max=100, help="Passages retrieved for recall@k (k up to this)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write metrics, per-category figures and every item here."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):

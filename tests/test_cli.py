@@ -42,6 +42,10 @@ def test_errors_are_clear(tmp_path, seeds_index):
     assert out.returncode == 1 and "ingest" in out.stderr
     out = run(["delete", "nope.txt"], seeds_index.data_dir)
     assert out.returncode == 1 and "no document" in out.stderr
+    out = run(["ask", "--doc", "nope.txt", "地区生产总值"], seeds_index.data_dir)
+    assert out.returncode == 1 and "no document nope.txt" in out.stderr
+    out = run(["search", "-k", "-3", "地区生产总值"], seeds_index.data_dir)
+    assert out.returncode == 2
 
 
 def test_eval_writes_metrics(seeds_index, tmp_path):

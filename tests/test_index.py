@@ -65,7 +65,38 @@ def test_delete_document(small_index):
     index, _ = small_index
     assert index.delete_document("review.txt")
     assert len(index) == 0 and index.chroma.count() == 0
+    _consistent(index)
     assert not index.delete_document("review.txt")
+
+
+def test_readers_see_whole_snapshots_while_a_document_is_replaced(small_index):
+    import threading
+
+    index, path = small_index
+    from qa_app.answer import Assistant
+
+    assistant = Assistant(index.settings, index=index)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def ask_loop():
+        while not stop.is_set():
+            try:
+                assistant.search("2019年海淀家庭医生团队", k=5)
+            except BaseException as exc:  # noqa: BLE001 - any failure is the finding
+                errors.append(exc)
+
+    threads = [threading.Thread(target=ask_loop) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for n in range(3):
+        path.write_text(path.read_text(encoding="utf-8") + f"\n\n补充段落{n}：新建口袋公园{n + 10}处。\n", encoding="utf-8")
+        ingest([path.parent], index, progress=False)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    _consistent(index)
 
 
 def test_a_broken_file_fails_alone(tmp_path):
