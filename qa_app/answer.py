@@ -116,8 +116,8 @@ class Assistant:
         return answer
 
     def stream(self, question: str, filters: Filters | None = None) -> Iterator[str]:
-        question = self._check_question(question)
-        query = Query.parse(question)
-        passages = self.searcher.search(query, self.settings.answer_passages, filters)
-        snap = self.index.snapshot()
-        yield from self.generator.stream(analyse(query, snap.bm25.term_idf, snap.knows), passages)
+        """The verified answer in pieces (sentence by sentence, each with its citation marker)."""
+        answer = self.ask(question, filters=filters)
+        for piece in re.split(r"(?<=\])(?=[^\]])|(?<=[。！？])(?=\S)", answer.text):
+            if piece:
+                yield piece

@@ -29,7 +29,11 @@ _MEASURE_WORDS = (
 )
 _MEASURE = re.compile(rf"(?:多少|几)({_MEASURE_WORDS})")
 # Words that ask for a rate. A bare 率 does not: 劳动生产率 is 万元/人.
-_RATE = re.compile(r"增长|增速|增幅|涨|下降|降低|提高|比重|占比|占全市|比例|百分之|share|percentage|grow|grew|fall|fell|rise|rose", re.I)
+_RATE = re.compile(
+    r"增长|增速|增幅|涨|下降|降低|提高|比重|占比|占全市|比例|百分之|"
+    r"\b(?:share|percentage|grow|grew|growth|fall|fell|rise|rose|increase|decrease|decline)\b",
+    re.I,
+)
 # Question words say what is asked, not what it is about: removed before term extraction.
 _QUESTION_WORDS = re.compile(
     r"哪一?(?:年|天|月|日|些|几|个|位|家|项|所|里)|什么时候|何时|多少|几(?:个|家|项|所|座|条|支|套|位|次|成|倍|人|名|件|月|号)?|"
@@ -133,9 +137,16 @@ _ASK_ACTUAL = re.compile(r"实际|实现了|完成了|达到了|做到了|actual
 _ASK_TARGET = re.compile(r"目标|计划|预期|要求|力争|规划|target|goal|plan", re.I)
 
 
-def analyse(query: Query, idf, known=lambda term: True) -> QuestionAnalysis:
-    """``idf(term)`` weights terms by rarity in the index; ``known(term)``: does it occur at all."""
+def analyse(query: Query, term_idf, known=lambda term: True) -> QuestionAnalysis:
+    """``term_idf(term)`` weights terms by rarity in the index (None for a term that is not an
+    index token); ``known(term)``: does the term occur in the indexed text at all."""
     groups: list[TermGroup] = []
+
+    def idf(term: str) -> float:
+        value = term_idf(term)
+        # Not a token of its own (a phrase, or only inside longer words): a middling weight,
+        # not the maximum, so a generic word does not outweigh the question's topic.
+        return value if value is not None else 3.0
     text = query.norm.lower()
     for y in query.years:
         text = re.sub(rf"{y}\s*年?(?:底|初|末|前|后|以来|上半年|下半年)?", " ", text)
@@ -159,6 +170,9 @@ def analyse(query: Query, idf, known=lambda term: True) -> QuestionAnalysis:
                 continue
             unknown = not known(w)
             groups.append(TermGroup((w,), idf(w), unknown=unknown, distinctive=unknown and _distinctive(w, known)))
+    for g in groups:
+        if g.framing:
+            g.weight *= 0.5  # 计划, 目标, 时期…: frame the question, say little about which sentence answers it
     qtype = question_type(query.norm)
     measure = expected_measure(query.norm.lower()) if qtype == "number" else ""
     stance = "actual" if _ASK_ACTUAL.search(query.norm) else "target" if _ASK_TARGET.search(query.norm) else ""

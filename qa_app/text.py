@@ -14,6 +14,23 @@ import opencc
 _CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 CJK_RE = re.compile(f"[{_CJK}]")
 _WS_RE = re.compile(r"[ \t\u3000\xa0]+")
+YEAR_RE = re.compile(r"(?<!\d)(19[5-9]\d|20[0-4]\d)(?!\d)")
+
+
+def years_in(text: str) -> set[int]:
+    return {int(y) for y in YEAR_RE.findall(text)}
+
+
+def year_scope(text: str, section: str, doc_year: int | None, asked: set[int]) -> set[int]:
+    """Which asked years a piece of text speaks for: the years it names; else its section's
+    years; else, when its section names none, the year of its report."""
+    named = years_in(text) & asked
+    if named:
+        return named
+    section_years = years_in(section)
+    if section_years:
+        return section_years & asked
+    return {doc_year} & asked if doc_year else set()
 
 
 @lru_cache(maxsize=1)

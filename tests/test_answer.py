@@ -126,3 +126,9 @@ def test_compound_question_answers_each_part_with_renumbered_citations(assistant
     assert [c.n for c in a.citations] == list(range(1, len(a.citations) + 1))
     assert {int(n) for n in re.findall(r"\[(\d+)\]", a.text)} <= {c.n for c in a.citations}
     assert a.grounded and not a.refused
+
+
+def test_stream_yields_the_verified_answer_in_pieces(assistant):
+    pieces = list(assistant.stream("2019年海淀有多少支家庭医生团队？"))
+    assert len(pieces) >= 1
+    assert "".join(pieces) == assistant.ask("2019年海淀有多少支家庭医生团队？").text

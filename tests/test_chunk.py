@@ -25,10 +25,23 @@ def test_sections_follow_the_document_structure():
     _, chunks = chunks_of("003")
     sections = {c.section for c in chunks}
     assert any(s.startswith("第一章 在新的城市战略定位下谋划海淀新发展 > 第一节") for s in sections)
-    # A chunk never crosses a heading: a heading line only ever opens a chunk.
+    # A chunk never crosses a heading: heading lines only open a chunk (a heading directly above
+    # another heading joins it), never follow body text.
     for c in chunks:
-        for line in c.text.splitlines()[1:]:
-            assert heading_rank(line) is None or heading_rank(line) == 8, line
+        lines = [ln for ln in c.text.splitlines() if ln.strip()]
+        body_started = False
+        for line in lines:
+            if heading_rank(line) is None:
+                body_started = True
+            else:
+                assert not body_started, (c.section, line)
+
+
+def test_no_chunk_is_a_bare_heading():
+    for prefix in ("000", "001", "003"):
+        _, chunks = chunks_of(prefix)
+        bare = [c.text for c in chunks if all(heading_rank(ln) is not None for ln in c.text.splitlines() if ln.strip())]
+        assert len(bare) <= 1, bare
 
 
 def test_text_chunks_are_exact_spans_and_cover_the_document():

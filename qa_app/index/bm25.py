@@ -69,6 +69,6 @@ class BM25Index:
     def knows(self, term: str) -> bool:
         return term in self.vocab
 
-    def term_idf(self, term: str) -> float:
+    def term_idf(self, term: str) -> float | None:
         i = self.vocab.get(term)
-        return float(self.idf[i]) if i is not None else float(self.idf.max(initial=1.0))
+        return float(self.idf[i]) if i is not None else None

@@ -6,7 +6,6 @@ dense side for English questions, whose words the lexical index cannot see.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +16,8 @@ from pydantic import ConfigDict
 
 from qa_app.index.query import Query
 from qa_app.index.store import Index, Snapshot
-from qa_app.models import Chunk, DocumentInfo, Passage
-from qa_app.text import normalize
+from qa_app.models import Passage
+from qa_app.text import normalize, year_scope
 
 
 @dataclass(frozen=True)
@@ -36,21 +35,6 @@ class Filters:
         if self.years is not None:
             allowed &= {d.doc_id for d in snap.docs.values() if d.year in self.years}
         return allowed
-
-
-_YEAR_RE = re.compile(r"(?<!\d)((?:19|20)\d{2})(?!\d)")
-
-
-def year_scope(chunk: Chunk, doc: DocumentInfo, years: list[int]) -> set[int]:
-    """The asked years a chunk speaks for: named in its text, else its section's years, else its report's year."""
-    asked = set(years)
-    named = {int(y) for y in _YEAR_RE.findall(chunk.norm)} & asked
-    if named:
-        return named
-    section = {int(y) for y in _YEAR_RE.findall(chunk.section)}
-    if section:
-        return section & asked
-    return {doc.year} & asked if doc.year else set()
 
 
 def normalised(hits: list[tuple[str, float]]) -> dict[str, float]:
@@ -122,7 +106,7 @@ class HybridSearcher:
         for cid in fused:
             chunk = snap.chunks.get(cid)
             doc = snap.docs.get(chunk.doc_id) if chunk else None
-            if chunk is not None and doc is not None and year_scope(chunk, doc, years):
+            if chunk is not None and doc is not None and year_scope(chunk.norm, chunk.section, doc.year, set(years)):
                 fused[cid] *= 1.0 + self.settings.year_boost
 
 

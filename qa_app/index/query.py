@@ -11,12 +11,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from qa_app.index.tokenize import bigrams, tokens, words
-from qa_app.text import is_latin_question, normalize
+from qa_app.text import YEAR_RE, is_latin_question, normalize
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 GLOSSARY = RESOURCES / "glossary_en_zh.tsv"
 SYNONYMS = RESOURCES / "synonyms.txt"
-_YEAR_RE = re.compile(r"(?<!\d)(19[5-9]\d|20[0-4]\d)(?!\d)")
 
 
 @lru_cache(maxsize=1)
@@ -84,7 +83,7 @@ class Query:
     def parse(cls, text: str) -> "Query":
         norm = normalize(text).strip()
         latin = is_latin_question(norm)
-        years = [int(y) for y in _YEAR_RE.findall(norm)]
+        years = [int(y) for y in YEAR_RE.findall(norm)]
         expansion = translate_terms(norm) if latin else []
         expansion += [t for t in synonyms_in(" ".join([norm, *expansion])) if t not in expansion]
         return cls(text=text, norm=norm, latin=latin, years=years, expansion=expansion)

@@ -60,6 +60,7 @@ class _Piece:
     text: str
     start: int
     end: int
+    heading: bool = False
 
 
 def split_sentences(text: str, offset: int, max_chars: int) -> list[_Piece]:
@@ -112,9 +113,11 @@ class _Builder:
             self.flush(section)
         self.pending.append(piece)
 
-    def flush(self, section: str) -> None:
+    def flush(self, section: str, force: bool = False) -> None:
         if not self.pending:
             return
+        if not force and all(p.heading for p in self.pending):
+            return  # a heading right above another heading joins the chunk of what follows
         start, end = self.pending[0].start, self.pending[-1].end
         self._emit(self.cleaned[start:end], section, start, end, "text")
         self.pending = []
@@ -169,7 +172,7 @@ def chunk_text(doc_id: str, cleaned: str, *, target: int = 300, max_chars: int =
         nonlocal table, stack, section
         if not table:
             return
-        builder.flush(section)
+        builder.flush(section, force=True)
         for i, rows in enumerate(group_rows(table)):
             builder.add_table(rows, section)
             if i == 0:
@@ -197,10 +200,10 @@ def chunk_text(doc_id: str, cleaned: str, *, target: int = 300, max_chars: int =
             builder.flush(section)
             stack = [(r, t) for r, t in stack if r < rank] + [(rank, normalize(line))]
             section = " > ".join(t for _, t in stack)
-            builder.add_piece(_Piece(line, start, end), section)
+            builder.add_piece(_Piece(line, start, end, heading=True), section)
             continue
         for piece in split_sentences(line, start, max_chars):
             builder.add_piece(piece, section)
     close_table()
-    builder.flush(section)
+    builder.flush(section, force=True)
     return builder.chunks

@@ -6,9 +6,8 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from qa_app.text import to_simplified
+from qa_app.text import YEAR_RE, to_simplified
 
-_YEAR_RE = re.compile(r"(?<!\d)(19[5-9]\d|20[0-4]\d)(?!\d)")
 _DATE_RE = re.compile(r"(19[5-9]\d|20[0-4]\d)\s*[年\-./]\s*(\d{1,2})\s*[月\-./]\s*(\d{1,2})")
 
 
@@ -40,7 +39,7 @@ def detect_script(text: str) -> str:
 def infer(path: Path, cleaned: str) -> dict:
     first = next((ln.strip() for ln in cleaned.splitlines() if ln.strip()), path.stem)
     title = first if len(first) <= 120 else path.stem
-    year_match = _YEAR_RE.search(title) or _YEAR_RE.search(cleaned[:3000])
+    year_match = YEAR_RE.search(title) or YEAR_RE.search(cleaned[:3000])
     date_match = _DATE_RE.search(cleaned[:3000])
     date = ""
     if date_match:

@@ -19,15 +19,14 @@ from typing import Iterator
 from qa_app.models import Answer, Citation, Passage
 from qa_app.prompts import load_prompt
 from qa_app.question import QuestionAnalysis, TermGroup
-from qa_app.text import normalize
+from qa_app.text import normalize, year_scope
 
 _SENT_SPLIT = re.compile(r"(?<=[。！？；!?;])|\n")
 _LIST_SENT_SPLIT = re.compile(r"(?<=[。！？!?])|\n")
 _CLAUSE_SPLIT = re.compile(r"(?<=[，,：:；;])")
-_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?!\d)")
 _UNIT = (
     r"(?:%|万亿元|亿元|万元|元|亿美元|万美元|美元|万人次|万人|人次|个百分点|百分点|万平方米|平方米|平方公里|公里|千米|"
-    r"微克/立方米|万户|户|家|个|项|所|座|条|支|套|张|辆|吨|倍|名|人|件|台|处|亩|万|亿|千|P|G|米|天|年|次|场|批|期)"
+    r"微克/立方米|万户|户|家|个|项|所|座|条|支|套|张|辆|吨|倍|名|人|件|台|部|处|亩|万|亿|千|P|G|米|天|年|次|场|批|期)"
 )
 FIGURE_RE = re.compile(r"\d+(?:\.\d+)?\s*" + _UNIT)
 _CN_FIGURE = re.compile(r"[一二三四五六七八九十两百千万]+(?:个|家|项|所|座|条|支|套|倍|成|番|类|批)")
@@ -53,10 +52,6 @@ class Candidate:
 
 def _covers(group: TermGroup, text: str) -> bool:
     return any(a.lower() in text for a in group.alternatives)
-
-
-def _years(text: str) -> set[int]:
-    return {int(y) for y in _YEAR.findall(text)}
 
 
 def figure_with(measure: str, text: str) -> bool:
@@ -141,14 +136,7 @@ class ExtractiveGenerator:
         """Which of the question's years this sentence may speak for."""
         if not q.years:
             return frozenset()
-        asked = set(q.years)
-        in_sentence = _years(sentence) & asked
-        if in_sentence:
-            return frozenset(in_sentence)
-        section_years = _years(normalize(p.chunk.section))
-        if section_years:
-            return frozenset(section_years & asked)
-        return frozenset({p.doc.year} & asked) if p.doc.year else frozenset()
+        return frozenset(year_scope(sentence, normalize(p.chunk.section), p.doc.year, set(q.years)))
 
     def _sentences(self, q: QuestionAnalysis, text: str) -> list[str]:
         splitter = _LIST_SENT_SPLIT if q.qtype == "list" else _SENT_SPLIT
@@ -319,7 +307,8 @@ class ExtractiveGenerator:
         return Citation(n, p.chunk.chunk_id, p.doc.doc_id, p.doc.title, p.doc.date, p.chunk.section, quote)
 
     def stream(self, q: QuestionAnalysis, passages: list[Passage]) -> Iterator[str]:
+        """No tokens to stream: the answer is whole at once, given sentence by sentence."""
         text = self.generate(q, passages).text
-        for piece in re.split(r"(?<=\])", text):
+        for piece in re.split(r"(?<=[\]。])(?=[^\]。])", text):
             if piece:
                 yield piece
