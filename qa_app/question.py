@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from qa_app.index.query import Query, contains_term, glossary, synonym_groups
+from qa_app.index.query import Query, contains_term, glossary_matches, synonym_groups
 from qa_app.index.tokenize import words
 from qa_app.text import is_latin_question
 
@@ -151,12 +151,8 @@ def analyse(query: Query, term_idf, known=lambda term: True) -> QuestionAnalysis
     for y in query.years:
         text = re.sub(rf"{y}\s*年?(?:底|初|末|前|后|以来|上半年|下半年)?", " ", text)
     if query.latin:
-        low = " " + re.sub(r"[^a-z0-9.&+\- ]+", " ", text) + " "
-        for en in sorted(glossary(), key=len, reverse=True):
-            if f" {en} " in low:
-                alts = tuple(glossary()[en])
-                groups.append(TermGroup(alts, max(idf(a) for a in alts), unknown=not any(known(a) for a in alts)))
-                low = low.replace(f" {en} ", " ")
+        for _, alts in glossary_matches(text):
+            groups.append(TermGroup(tuple(alts), max(idf(a) for a in alts), unknown=not any(known(a) for a in alts)))
     else:
         # "多少亿元" asks for a unit; the unit is not what the question is about.
         text = re.sub(rf"(?:多少|几)(?:{_MEASURE_WORDS})?", " ", text)

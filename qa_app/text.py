@@ -62,13 +62,6 @@ def match_form(text: str) -> str:
     return re.sub(r"\s+", "", normalize(text)).lower()
 
 
-def cjk_ratio(text: str) -> float:
-    letters = [c for c in text if c.isalpha()]
-    if not letters:
-        return 0.0
-    return sum(1 for c in letters if CJK_RE.match(c)) / len(letters)
-
-
 def is_latin_question(text: str) -> bool:
     """True when a question is written mostly in Latin script (English)."""
     letters = [c for c in text if c.isalpha()]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from qa_app.index.tokenize import bigrams, tokens, words
+from qa_app.index.tokenize import tokens, words
 from qa_app.text import YEAR_RE, is_latin_question, normalize
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
@@ -59,16 +59,22 @@ def synonyms_in(text: str) -> list[str]:
     return out
 
 
-def translate_terms(text: str) -> list[str]:
-    """Chinese terms for the English phrases found in ``text`` (longest phrases first)."""
+def glossary_matches(text: str) -> list[tuple[str, list[str]]]:
+    """(English phrase, Chinese terms) for the glossary phrases in ``text``, longest first, each
+    stretch of the question used once."""
     low = " " + re.sub(r"[^a-z0-9.&+\- ]+", " ", text.lower()) + " "
-    found: list[str] = []
+    found: list[tuple[str, list[str]]] = []
     for en in sorted(glossary(), key=len, reverse=True):
         needle = f" {en} "
         if needle in low:
-            found.extend(glossary()[en])
+            found.append((en, glossary()[en]))
             low = low.replace(needle, " ")
     return found
+
+
+def translate_terms(text: str) -> list[str]:
+    """Chinese terms for the English phrases found in ``text``."""
+    return [term for _, terms in glossary_matches(text) for term in terms]
 
 
 @dataclass
@@ -106,14 +112,3 @@ class Query:
     def title_terms(self) -> list[str]:
         """Longer terms that may name a report ("政府工作报告", "第十三个五年")."""
         return [t for t in {*words(self.lexical_text), *self.expansion} if len(t) >= 3]
-
-    def terms(self) -> list[str]:
-        """Content words used to judge whether a sentence answers the question."""
-        seen: list[str] = []
-        for w in words(self.lexical_text):
-            if w not in seen:
-                seen.append(w)
-        return seen
-
-    def bigram_terms(self) -> list[str]:
-        return sorted(set(bigrams(self.lexical_text)))

@@ -57,9 +57,8 @@ def expand_paths(paths: list[Path]) -> tuple[list[Path], dict[str, str]]:
     return files, problems
 
 
-def prepare(path: Path, settings) -> PreparedDocument:
+def prepare(path: Path, settings, sha256: str) -> PreparedDocument:
     """Load, clean, chunk and tokenise one file (no index access)."""
-    data = path.read_bytes()
     cleaned = clean_text(load(path))
     meta = document_metadata(path, cleaned)
     info = DocumentInfo(
@@ -70,7 +69,7 @@ def prepare(path: Path, settings) -> PreparedDocument:
         kind=str(meta.get("kind") or ""),
         script=str(meta.get("script") or "simplified"),
         source_path=str(path.resolve()),
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=sha256,
     )
     chunks = chunk_text(info.doc_id, cleaned, target=settings.chunk_chars, max_chars=settings.chunk_max_chars)
     if not chunks:
@@ -89,7 +88,7 @@ def ingest(paths: list[Path], index: Index, *, progress: bool = True) -> IngestR
             if index.catalog.document_sha(path.name) == sha:
                 report.unchanged.append(path.name)
                 continue
-            todo.append(prepare(path, index.settings))
+            todo.append(prepare(path, index.settings, sha))
         except (LoaderError, OSError) as exc:
             report.failed[str(path)] = str(exc)
     total = sum(len(d.chunks) for d in todo)
