@@ -132,3 +132,13 @@ def test_stream_yields_the_verified_answer_in_pieces(assistant):
     pieces = list(assistant.stream("2019年海淀有多少支家庭医生团队？"))
     assert len(pieces) >= 1
     assert "".join(pieces) == assistant.ask("2019年海淀有多少支家庭医生团队？").text
+
+
+def test_list_answers_gather_parallel_sentences(assistant):
+    a = assistant.ask("十三五规划中严禁新增哪些产业？")
+    assert "农林牧渔业" in a.text and "一般性制造业" in a.text and a.grounded
+    a = assistant.ask("2024年海淀在未来产业上布局了哪些新赛道？")
+    assert all(k in a.text for k in ("具身智能", "智能网联汽车", "量子信息"))
+    # Table rows are answered row by row, not as a run of look-alike rows.
+    a = assistant.ask("温泉镇的助餐点有哪些？")
+    assert "喜饭餐厅" in a.text and "六十六号餐厅" in a.text

@@ -39,6 +39,20 @@ _ENTITY = re.compile(r"..(?:区|市|省|县|镇|乡|村|街道|大学|医院|公
 _FIG_CLAUSE_SPLIT = re.compile(r"(?<=[，,：:；;、])")
 
 
+def _parallel(a: str, b: str) -> bool:
+    """Do two sentences open alike (严禁新增… / 严禁新增…; 在A领域, / 在B领域,)?"""
+    a, b = a.lstrip("(（0123456789)）、. "), b.lstrip("(（0123456789)）、. ")
+    prefix = 0
+    while prefix < min(len(a), len(b)) and a[prefix] == b[prefix]:
+        prefix += 1
+    if prefix >= 2:
+        return True
+    head_a, head_b = re.split(r"[,，:：]", a, 1)[0], re.split(r"[,，:：]", b, 1)[0]
+    if not (2 <= len(head_a) <= 20 and 2 <= len(head_b) <= 20):
+        return False
+    return prefix >= 1 and head_a[-2:] == head_b[-2:]
+
+
 @dataclass
 class Candidate:
     passage_index: int
@@ -238,6 +252,34 @@ class ExtractiveGenerator:
         answer.reasons.append(reason)
         return answer
 
+    # --- lists: parallel sentences ---------------------------------------------------------
+    def list_run(self, q: QuestionAnalysis, passages: list[Passage]) -> tuple[float, int, list[str]] | None:
+        """For 哪些 questions: the best run of parallel sentences ("严禁新增…。严禁新增…。",
+        "在A领域,…。在B领域,…。"), with the lead sentence just before it. Returns
+        (coverage, passage index, sentences) or None."""
+        best = None
+        for pi, p in enumerate(passages):
+            if p.chunk.kind == "table":
+                continue  # table rows answer one by one
+            heading = normalize(f"{p.doc.title} {p.chunk.section}").lower()
+            sents = [x.strip() for x in _LIST_SENT_SPLIT.split(p.chunk.text) if x and x.strip()]
+            if q.years and not self._year_scope(q, p, normalize(p.chunk.text).lower()):
+                continue
+            i = 0
+            while i < len(sents) - 1:
+                j = i
+                while j + 1 < len(sents) and _parallel(sents[j], sents[j + 1]):
+                    j += 1
+                if j > i:
+                    run = sents[i : j + 1]
+                    lead = [sents[i - 1]] if i > 0 and len(sents[i - 1]) <= 60 else []
+                    text = normalize("".join(lead + run)).lower()
+                    coverage = self._coverage(q, text, heading, "")
+                    if best is None or coverage > best[0]:
+                        best = (coverage, pi, lead + run[:6])
+                i = j + 1
+        return best
+
     def choose(self, q: QuestionAnalysis, cands: list[Candidate]) -> list[Candidate]:
         support = self.settings.min_support
         good = [c for c in cands if c.coverage >= support]
@@ -285,6 +327,15 @@ class ExtractiveGenerator:
             answer.refused = True
             answer.reasons.append("the sentence that matches the question has no figure in the source")
             return answer
+        if q.qtype == "list":
+            run = self.list_run(q, passages)
+            single = max(cands, key=lambda c: c.score)
+            # A run of parallel sentences wins over one sentence that already lists things only
+            # when it covers the question better.
+            if run and run[0] >= self.settings.min_support and (
+                run[0] > single.coverage or (not single.has_target and run[0] >= single.coverage - 0.05)
+            ):
+                return self._list_answer(answer, q, passages, *run)
         chosen = self.choose(q, cands)
         if not chosen:
             return self._refuse(answer, q, "no passage sentence covers enough of the question")
@@ -301,6 +352,19 @@ class ExtractiveGenerator:
         body = "".join(p if p[p.rindex("[") - 1] in "。！？!?…" else p + "。" for p in parts)
         answer.text = lead + body
         answer.citations = citations
+        return answer
+
+    def _list_answer(self, answer: Answer, q: QuestionAnalysis, passages: list[Passage], coverage: float, pi: int, sents: list[str]) -> Answer:
+        items = []
+        for sent in sents:
+            clauses = [c for c in _CLAUSE_SPLIT.split(sent) if c]
+            head = clauses[0]
+            # Each item by its opening clause (two when the first only names the field: "在6G领域,").
+            if len(head) < 12 and len(clauses) > 1:
+                head += clauses[1]
+            items.append(head.rstrip("，,；;。：:") if len(sent) > len(head) else sent.rstrip("。；;"))
+        answer.text = ("According to the reports: " if q.query.latin else "") + "；".join(items) + f"[1]。"
+        answer.citations = [self._cite(1, passages[pi], "".join(sents))]
         return answer
 
     def _cite(self, n: int, p: Passage, quote: str) -> Citation:
