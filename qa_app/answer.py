@@ -28,12 +28,17 @@ def split_subquestions(question: str) -> list[str]:
         return [question]
     out = [parts[0]]
     for part in parts[1:]:
-        if len(_ASKING.sub("", part)) < 4:
-            # Keep the earlier part's topic and question words; its years give way to this part's.
-            topic = re.sub(r"(?:19|20)\d{2}\s*年?", "", out[-1]).rstrip("？?")
-            part = f"{topic}，{part}"
-        out.append(part)
+        out.append(with_topic(part, out[-1]))
     return out
+
+
+def with_topic(question: str, previous: str) -> str:
+    """A follow-up that only asks ("2023年呢？", "那2024年呢") borrows the previous question's topic;
+    its own years replace the previous ones. Questions with a topic of their own pass unchanged."""
+    if len(_ASKING.sub("", question)) >= 4 or not previous.strip():
+        return question
+    topic = re.sub(r"(?:19|20)\d{2}\s*年?", "", previous).rstrip("？?。 ")
+    return f"{topic}，{question}"
 
 
 def merge_answers(question: str, answers: list[Answer]) -> Answer:
@@ -85,14 +90,22 @@ class Assistant:
         question = self._check_question(question)
         return self.searcher.search(Query.parse(question), k or self.settings.top_k, filters)
 
-    def ask(self, question: str, filters: Filters | None = None, k: int | None = None) -> Answer:
+    def ask(
+        self, question: str, filters: Filters | None = None, k: int | None = None, history: list[str] | None = None
+    ) -> Answer:
+        """Answer ``question``; ``history`` holds the user's earlier questions, oldest first, so a
+        follow-up without its own topic ("2023年呢？") borrows the last one's."""
         t0 = time.perf_counter()
         question = self._check_question(question)
+        asked = question
+        if history:
+            question = with_topic(question, history[-1])
         parts = split_subquestions(question)
         if len(parts) > 1:
             answer = merge_answers(question, [self._answer_one(p, filters, k) for p in parts])
         else:
             answer = self._answer_one(question, filters, k)
+        answer.question = asked
         answer.timings["total_ms"] = (time.perf_counter() - t0) * 1000
         return answer
 
@@ -115,9 +128,9 @@ class Assistant:
         answer.timings = {"retrieve_ms": (t1 - t0) * 1000, "generate_ms": (t2 - t1) * 1000, "total_ms": (t2 - t0) * 1000}
         return answer
 
-    def stream(self, question: str, filters: Filters | None = None) -> Iterator[str]:
+    def stream(self, question: str, filters: Filters | None = None, history: list[str] | None = None) -> Iterator[str]:
         """The verified answer in pieces (sentence by sentence, each with its citation marker)."""
-        answer = self.ask(question, filters=filters)
+        answer = self.ask(question, filters=filters, history=history)
         for piece in re.split(r"(?<=\])(?=[^\]])|(?<=[。！？])(?=\S)", answer.text):
             if piece:
                 yield piece

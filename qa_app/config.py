@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     min_support: float = 0.5
     max_question_chars: int = 2000
 
+    # Server (qa-app serve): API + chat page on one port.
+    host: str = "127.0.0.1"
+    port: int = 7860
+    api_key: str | None = None  # when set, /v1/* needs "Authorization: Bearer <key>"
+    cors_origins: list[str] = Field(default_factory=list)  # closed unless listed
+    max_upload_mb: int = 20
+    max_request_kb: int = 256
+
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
 
