@@ -1,6 +1,6 @@
 # The two commands a newcomer needs:
-#   make run    set up, index the bundled reports if needed, and start answering questions
-#   make test   set up and run the test suite (what CI runs)
+#   make run    set up, index the bundled reports if needed, and serve the chat page + API
+#   make test   set up (Chromium for the browser test included) and run the test suite (what CI runs)
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
@@ -10,7 +10,7 @@ TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=
 EXTRAS ?= dev
 
-.PHONY: setup run test eval clean
+.PHONY: setup browser run test eval clean
 
 setup: $(VENV)/.installed-$(EXTRAS)
 
@@ -23,9 +23,18 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml
 	touch $@
 
 run: setup
-	$(VENV)/bin/qa-app run
+	$(VENV)/bin/qa-app serve
 
-test: setup
+# The browser test drives Debian's Chromium (Playwright's own browser download is not used);
+# CJK fonts make Chinese readable in screenshots.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi "noto.*cjk"; then \
+		echo "installing Debian's chromium and fonts-noto-cjk"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
+	fi
+
+test: setup browser
 	$(PY) -m pytest -q -ra
 
 eval: setup

@@ -18,7 +18,8 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 app = typer.Typer(
     help="qa-app: grounded question answering over Chinese reports (offline by default).\n\n"
-    "Typical use: `qa-app ingest seeds/` once, then `qa-app ask \"2023年海淀区地区生产总值增长了多少？\"`.",
+    "Typical use: `qa-app serve` (chat page + API), or `qa-app ingest seeds/` once and then "
+    "`qa-app ask \"2023年海淀区地区生产总值增长了多少？\"`.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -240,6 +241,31 @@ def run(data_dir: Optional[Path] = DataDir):
         except QuestionError as exc:
             typer.secho(str(exc), fg=typer.colors.RED, err=True)
         typer.echo("")
+
+
+@app.command()
+def serve(
+    data_dir: Optional[Path] = DataDir,
+    host: Optional[str] = typer.Option(None, "--host", help="Bind address (default 127.0.0.1: this machine only)."),
+    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port (default 7860)."),
+    no_ingest: bool = typer.Option(False, "--no-ingest", help="Do not index the bundled seeds at start."),
+):
+    """The main job: index the seeds if needed, then serve the chat page (/) and the HTTP API (/v1, /docs)."""
+    import uvicorn
+
+    from qa_app.answer import Assistant
+    from qa_app.api import create_app
+    from qa_app.index.store import Index
+    from qa_app.ingest.pipeline import ingest as run_ingest
+
+    settings = _settings(data_dir, host=host, port=port)
+    index = Index(settings)
+    if not no_ingest:
+        report = run_ingest([settings.seeds_dir], index, progress=True)
+        typer.echo(f"{report.summary()}. {len(index)} chunks in {len(index.documents())} documents.")
+    app_ = create_app(settings, Assistant(settings, index=index))
+    typer.echo(f"Chat page: http://{settings.host}:{settings.port}/   API docs: http://{settings.host}:{settings.port}/docs")
+    uvicorn.run(app_, host=settings.host, port=settings.port, log_level="warning")
 
 
 def main() -> None:  # pragma: no cover
