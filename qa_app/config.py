@@ -70,8 +70,19 @@ class Settings(BaseSettings):
     # Questions naming a report ("政府工作报告", "十三五规划") prefer its chunks.
     title_boost: float = 0.3
 
-    # Answering
+    # Answering. generator: "extractive" (offline default, no model), "openai" (any
+    # OpenAI-compatible endpoint), "transformers" (a local causal LM folder).
     generator: str = "extractive"
+    llm_base_url: str | None = None  # e.g. http://127.0.0.1:11434/v1 for Ollama
+    llm_model: str | None = None  # model name for "openai"; a folder path for "transformers"
+    llm_api_key: str | None = None
+    llm_timeout: float = 60.0
+    llm_max_retries: int = 1
+    llm_temperature: float = 0.1
+    llm_max_tokens: int = 512
+    # When an LLM answer fails the grounding checks, or the LLM cannot be reached, answer
+    # extractively instead (and say so in the result) rather than returning an error.
+    llm_fallback: bool = True
     answer_passages: int = 8
     answer_max_sentences: int = 2
     min_support: float = 0.5
