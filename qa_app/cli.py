@@ -243,6 +243,49 @@ def run(data_dir: Optional[Path] = DataDir):
         typer.echo("")
 
 
+def _backend_status(name: str, settings) -> tuple[bool, str]:
+    """(ready, detail) for one generator backend: configured, and reachable where that applies."""
+    if name == "extractive":
+        return True, "built in, no model needed"
+    if name == "openai":
+        if not settings.llm_base_url and not settings.llm_api_key:
+            return False, "not configured: set QA_LLM_BASE_URL (and QA_LLM_MODEL, QA_LLM_API_KEY)"
+        if not settings.llm_model:
+            return False, "not configured: set QA_LLM_MODEL"
+        import httpx
+
+        url = (settings.llm_base_url or "https://api.openai.com/v1").rstrip("/") + "/models"
+        headers = {"Authorization": f"Bearer {settings.llm_api_key}"} if settings.llm_api_key else {}
+        try:
+            r = httpx.get(url, headers=headers, timeout=min(settings.llm_timeout, 5.0))
+        except httpx.HTTPError as exc:
+            return False, f"unreachable: {url} ({type(exc).__name__})"
+        if r.status_code in (401, 403):
+            return False, f"reachable, but the API key was refused (HTTP {r.status_code})"
+        return r.status_code < 500, f"reachable: {url} (HTTP {r.status_code}), model {settings.llm_model}"
+    if name == "transformers":
+        if not settings.llm_model:
+            return False, "not configured: set QA_LLM_MODEL to a local model folder"
+        folder = Path(settings.llm_model).expanduser()
+        if not (folder / "config.json").is_file():
+            return False, f"no model folder at {folder} (config.json missing)"
+        return True, f"model folder {folder}"
+    return False, "unknown backend"
+
+
+@app.command()
+def backends(data_dir: Optional[Path] = DataDir):
+    """List the answer generators, whether each is configured and reachable, and which one is active."""
+    from qa_app.llm.registry import GENERATORS
+
+    settings = _settings(data_dir)
+    for name in GENERATORS:
+        ready, detail = _backend_status(name, settings)
+        mark = "*" if name == settings.generator else " "
+        typer.echo(f"{mark} {name:<13} {'ready' if ready else 'not ready':<10} {detail}")
+    typer.echo("(* = active: QA_GENERATOR)")
+
+
 @app.command()
 def serve(
     data_dir: Optional[Path] = DataDir,
