@@ -1,0 +1,481 @@
+"""The HTTP API (FastAPI): OpenAI-compatible chat, ask, search, documents, health.
+
+One ``Assistant`` is shared by every request. Handlers that call it are plain ``def``
+functions, so FastAPI runs them in its threadpool and queries proceed in parallel; uploads
+and deletions are serialised by a lock (queries keep running during an ingest: the index
+swaps in a new snapshot only when a write is complete).
+
+Every error is a JSON object ``{"error": {"message", "type", "code"}, "detail": message}``
+(the shape OpenAI clients understand); stack traces stay in the server log.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import shutil
+import threading
+import time
+import unicodedata
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+from fastapi import FastAPI, File, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from qa_app.answer import Assistant, EmptyIndexError, QuestionError
+from qa_app.config import Settings, get_settings
+from qa_app.index.hybrid import Filters
+from qa_app.ingest.loaders import LoaderError, supported
+from qa_app.models import Answer, DocumentInfo
+
+log = logging.getLogger("qa_app.api")
+
+API_PREFIX = "/v1"
+UPLOAD_PATH = f"{API_PREFIX}/documents"
+MIB = 1024 * 1024
+MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the uploaded bytes
+MAX_TOP_K = 50
+# Same split as ``Assistant.stream``: after each citation marker and each sentence end.
+_PIECES = re.compile(r"(?<=\])(?=[^\]])|(?<=[。！？])(?=\S)")
+
+
+# --- errors -----------------------------------------------------------------------------------
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, type_: str | None = None, **extra: Any):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type_
+        self.extra = extra
+
+
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+          405: "invalid_request_error", 413: "request_too_large", 415: "unsupported_media_type",
+          422: "invalid_request_error", 503: "service_unavailable"}
+
+
+def error_response(status: int, message: str, type_: str | None = None, headers: dict | None = None, **extra: Any) -> JSONResponse:
+    body = {"error": {"message": message, "type": type_ or _TYPES.get(status, "api_error"), "code": status}, "detail": message}
+    body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    def __init__(self, limit: int):
+        super().__init__(413, _too_large_message(limit))
+
+
+def _too_large_message(limit: int) -> str:
+    size = f"{limit // MIB} MB" if limit >= MIB else f"{limit // 1024} KB"
+    return f"请求体过大（上限 {size}）。(The request body is too large: limit {size}.)"
+
+
+# --- auth + body size, before any body is read ---------------------------------------------------
+class GuardMiddleware:
+    """For /v1/*: the bearer token (when an API key is configured) and the body size limit.
+
+    Runs before routing, so an unauthenticated or oversized upload is refused before its
+    bytes are read. The key is compared in constant time and never logged.
+    """
+
+    def __init__(self, app, settings: Settings):
+        self.app = app
+        self.key = settings.api_key.encode("utf-8") if settings.api_key else None
+        self.request_limit = settings.max_request_kb * 1024
+        self.upload_limit = settings.max_upload_mb * MIB + MULTIPART_SLACK
+
+    def _authorised(self, headers: dict[bytes, bytes]) -> bool:
+        value = headers.get(b"authorization", b"")
+        scheme, _, token = value.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key)
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (path == API_PREFIX or path.startswith(API_PREFIX + "/")):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        if self.key is not None and scope.get("method") != "OPTIONS" and not self._authorised(headers):
+            response = error_response(
+                401,
+                "缺少或错误的 API 密钥。(Missing or invalid API key: send 'Authorization: Bearer <key>'.)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+            return await response(scope, receive, send)
+        limit = self.upload_limit if (path == UPLOAD_PATH and scope.get("method") == "POST") else self.request_limit
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > limit
+            except ValueError:
+                return await error_response(400, "Content-Length 无效。(Invalid Content-Length header.)")(scope, receive, send)
+            if too_big:
+                return await error_response(413, _too_large_message(limit))(scope, receive, send)
+
+        received = 0
+
+        async def counted_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:  # a chunked body without (or lying about) its length
+                    raise _BodyTooLarge(limit)
+            return message
+
+        started = False
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracking_send)
+        except _BodyTooLarge:
+            if started:
+                raise
+            await error_response(413, _too_large_message(limit))(scope, receive, send)
+
+
+# --- request bodies ---------------------------------------------------------------------------
+class FilterSpec(BaseModel):
+    docs: list[str] | None = Field(default=None, description="document ids (file names), see GET /v1/documents")
+    years: list[int] | None = Field(default=None, description="report years, e.g. [2023]")
+
+
+class AskRequest(BaseModel):
+    question: str = Field(description="the question (Chinese or English)", examples=["2023年海淀区地区生产总值增长了多少？"])
+    history: list[str] | None = Field(default=None, description="the user's earlier questions, oldest first")
+    top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K, description="passages to answer from")
+    filters: FilterSpec | None = None
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(description="the search text", examples=["2024年居民人均可支配收入"])
+    top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K)
+    filters: FilterSpec | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):  # [{"type": "text", "text": "..."}, ...]
+            return "".join(str(p.get("text", "")) for p in self.content if p.get("type", "text") == "text")
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    """OpenAI chat-completions request; sampling options (temperature, …) are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    messages: list[ChatMessage] = Field(min_length=1)
+    model: str | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    filters: FilterSpec | None = Field(default=None, description="extension: restrict to documents / years")
+
+
+# --- helpers ----------------------------------------------------------------------------------
+def safe_filename(name: str | None) -> str:
+    """A plain file name: no directories, no "..", no control or reserved characters."""
+    name = unicodedata.normalize("NFC", name or "")
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable() and ch not in '<>:"|?*\x00')
+    name = re.sub(r"\.{2,}", ".", name).strip().rstrip(". ")
+    if not name or name.startswith("."):
+        name = "upload" + name
+    if len(name.encode("utf-8")) > 180:
+        suffix = Path(name).suffix[:16]
+        stem = name[: len(name) - len(suffix)]
+        while len((stem + suffix).encode("utf-8")) > 180:
+            stem = stem[:-1]
+        name = stem + suffix
+    return name
+
+
+def citations_of(answer: Answer) -> list[dict[str, Any]]:
+    """The answer's citations, each with its document id as ``doc`` and its passage's score."""
+    scores = {p.chunk.chunk_id: round(p.score, 6) for p in answer.passages}
+    out = []
+    for c in answer.citations:
+        d = c.to_dict()
+        d["doc"] = c.doc_id
+        d["score"] = scores.get(c.chunk_id)
+        out.append(d)
+    return out
+
+
+def sources_block(answer: Answer) -> str:
+    lines = []
+    for c in answer.citations:
+        where = " · ".join(p for p in (c.title, c.section) if p)
+        lines.append(f"[{c.n}] {where}：“{c.quote}”")
+    return "\n\n来源：\n" + "\n".join(lines) if lines else ""
+
+
+def document_dict(d: DocumentInfo, chunks: int | None = None) -> dict[str, Any]:
+    out = {"doc_id": d.doc_id, "title": d.title, "date": d.date, "year": d.year, "kind": d.kind,
+           "script": d.script, "sha256": d.sha256}
+    if chunks is not None:
+        out["chunks"] = chunks
+    return out
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[int, str, list[dict[str, Any]]]:
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+    for e in errors:
+        if e["type"] == "json_invalid":
+            return 400, "请求体不是合法的 JSON。(Malformed JSON body.)", errors
+    parts = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in errors]
+    return 422, "请求参数无效。(Invalid request: " + "; ".join(parts) + ")", errors
+
+
+# --- the app ----------------------------------------------------------------------------------
+def create_app(settings: Settings | None = None, assistant: Assistant | None = None, with_ui: bool = True) -> FastAPI:
+    if settings is None:
+        settings = assistant.settings if assistant is not None else get_settings()
+    if assistant is None:
+        assistant = Assistant(settings)
+    index = assistant.index
+    write_lock = threading.Lock()
+
+    app = FastAPI(
+        title="qa_app API",
+        version="1.0",
+        description=(
+            "Grounded answers from the Haidian district reports, with citations. "
+            "`/v1/chat/completions` speaks the OpenAI protocol. "
+            + ("All /v1 routes need `Authorization: Bearer <key>`." if settings.api_key else "")
+        ),
+    )
+    app.state.assistant = assistant
+    app.state.settings = settings
+
+    # Inner first: the guard (auth, size) runs inside CORS, so preflights and 401s carry CORS headers.
+    app.add_middleware(GuardMiddleware, settings=settings)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+
+    # --- error handlers ---
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        return error_response(exc.status, exc.message, exc.type, **exc.extra)
+
+    @app.exception_handler(QuestionError)
+    async def _question_error(request: Request, exc: QuestionError):
+        return error_response(400, str(exc))
+
+    @app.exception_handler(EmptyIndexError)
+    async def _empty_index(request: Request, exc: EmptyIndexError):
+        return error_response(503, str(exc), "index_empty")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        status, message, errors = _validation_message(exc)
+        return error_response(status, message, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception):
+        log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "服务器内部错误。(Internal server error.)", "api_error")
+
+    # --- helpers bound to this app ---
+    def to_filters(spec: FilterSpec | None) -> Filters | None:
+        if spec is None or (not spec.docs and not spec.years):
+            return None
+        if spec.docs:
+            known = {d.doc_id for d in index.documents()}
+            unknown = sorted(set(spec.docs) - known)
+            if unknown:
+                raise ApiError(422, f"未知文档：{', '.join(unknown)}。(Unknown document id(s): {', '.join(unknown)}.)")
+        return Filters(
+            doc_ids=frozenset(spec.docs) if spec.docs else None,
+            years=frozenset(spec.years) if spec.years else None,
+        )
+
+    # --- routes ---
+    @app.get("/healthz", tags=["health"], summary="Index loaded? chunk count, backend")
+    def healthz():
+        chunks = len(index)
+        return {
+            "status": "ok" if chunks else "empty",
+            "chunks": chunks,
+            "documents": len(index.documents()),
+            "backend": assistant.generator.name,
+            "embedding_model": index.model_name,
+        }
+
+    @app.post(f"{API_PREFIX}/ask", tags=["answers"], summary="Answer a question with citations")
+    def ask(req: AskRequest):
+        answer = assistant.ask(req.question, filters=to_filters(req.filters), k=req.top_k, history=req.history or None)
+        out = answer.to_dict()
+        out["citations"] = citations_of(answer)
+        return out
+
+    @app.post(f"{API_PREFIX}/search", tags=["answers"], summary="Ranked passages for a query")
+    def search(req: SearchRequest):
+        passages = assistant.search(req.query, k=req.top_k, filters=to_filters(req.filters))
+        return {"query": req.query, "passages": [p.to_dict() for p in passages]}
+
+    @app.get(f"{API_PREFIX}/models", tags=["openai"], summary="The model list (OpenAI-compatible)")
+    def models():
+        return {"object": "list", "data": [{"id": "qa-app", "object": "model", "created": 0, "owned_by": "qa_app"}]}
+
+    @app.post(f"{API_PREFIX}/chat/completions", tags=["openai"], summary="OpenAI-compatible chat completion")
+    def chat_completions(req: ChatRequest):
+        users = [m.text() for m in req.messages if m.role == "user"]
+        if not users:
+            raise ApiError(400, "没有用户消息。(No user message: the last user message is the question.)")
+        question, history = users[-1], [u for u in users[:-1] if u.strip()]
+        answer = assistant.ask(question, filters=to_filters(req.filters), history=history or None)
+        citations = citations_of(answer)
+        content = answer.text + sources_block(answer)
+        cid = f"chatcmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+        model = req.model or "qa-app"
+        extra = {"citations": citations, "refused": answer.refused, "grounded": answer.grounded}
+        usage = {"prompt_tokens": sum(len(u) for u in users), "completion_tokens": len(content)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        if not req.stream:
+            return {
+                "id": cid, "object": "chat.completion", "created": created, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                "usage": usage, **extra,
+            }
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, **more: Any) -> str:
+            body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **more}
+            return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+        def events() -> Iterator[str]:
+            yield chunk({"role": "assistant", "content": ""})
+            for piece in _PIECES.split(answer.text):
+                if piece:
+                    yield chunk({"content": piece})
+            sources = sources_block(answer)
+            if sources:
+                yield chunk({"content": sources})
+            yield chunk({"citations": citations}, "stop", **extra)
+            if req.stream_options is not None and req.stream_options.include_usage:
+                body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                        "choices": [], "usage": usage}
+                yield f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.get(f"{API_PREFIX}/documents", tags=["documents"], summary="The indexed documents")
+    def list_documents():
+        counts: dict[str, int] = {}
+        for c in index.chunks():
+            counts[c.doc_id] = counts.get(c.doc_id, 0) + 1
+        docs = [document_dict(d, counts.get(d.doc_id, 0)) for d in index.documents()]
+        return {"documents": docs, "count": len(docs), "chunks": sum(counts.values())}
+
+    uploads_dir = Path(index.data_dir) / "uploads"
+    max_file = settings.max_upload_mb * MIB
+
+    @app.post(f"{API_PREFIX}/documents", tags=["documents"], summary="Upload and index files (.txt .md .html .pdf .docx)")
+    def upload_documents(files: list[UploadFile] = File(description="one or more files")):
+        from qa_app.ingest.pipeline import ingest, prepare
+
+        with write_lock:
+            staging = Path(index.data_dir) / ".upload_staging" / uuid.uuid4().hex
+            try:
+                staging.mkdir(parents=True)
+                staged: dict[str, Path] = {}
+                for f in files:
+                    name = safe_filename(f.filename)
+                    target = staging / name
+                    if target.resolve().parent != staging.resolve():  # belt and braces
+                        raise ApiError(400, f"文件名无效：{name!r}。(Invalid file name.)")
+                    size = 0
+                    with target.open("wb") as out:
+                        while block := f.file.read(MIB):
+                            size += len(block)
+                            if size > max_file:
+                                raise ApiError(413, f"{name}: 文件过大（上限 {settings.max_upload_mb} MB）。"
+                                                    f"(The file is larger than {settings.max_upload_mb} MB.)")
+                            out.write(block)
+                    staged[name] = target
+                # Check every file reads, cleans and chunks before anything is saved or indexed.
+                failed: dict[str, str] = {}
+                for name, path in staged.items():
+                    try:
+                        prepare(path, index.settings, hashlib.sha256(path.read_bytes()).hexdigest())
+                    except (LoaderError, OSError, UnicodeError) as exc:
+                        failed[name] = str(exc)
+                if failed:
+                    status = 415 if any(not supported(staged[n]) for n in failed) else 422
+                    raise ApiError(status, "; ".join(failed.values()), failed=failed)
+                uploads_dir.mkdir(parents=True, exist_ok=True)
+                saved = []
+                for name, path in staged.items():
+                    final = uploads_dir / name
+                    path.replace(final)
+                    saved.append(final)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+                try:
+                    staging.parent.rmdir()  # only when no other upload is staged there
+                except OSError:
+                    pass
+            report = ingest(saved, index, progress=False)
+        failed = {Path(k).name: v for k, v in report.failed.items()}
+        by_id = {d.doc_id: d for d in index.documents()}
+        body = {
+            "added": report.added, "updated": report.updated, "unchanged": report.unchanged,
+            "failed": failed, "chunks": report.chunks,
+            "documents": [document_dict(by_id[p.name]) for p in saved if p.name in by_id],
+        }
+        if failed and not (report.added or report.updated or report.unchanged):
+            raise ApiError(422, "; ".join(failed.values()), **body)
+        return body
+
+    @app.delete(f"{API_PREFIX}/documents/{{doc_id}}", tags=["documents"], summary="Remove a document from the index")
+    def delete_document(doc_id: str):
+        with write_lock:
+            doc = index.document(doc_id)
+            if doc is None or not index.delete_document(doc_id):
+                raise ApiError(404, f"未知文档：{doc_id}。(No document with id {doc_id!r}.)")
+            # An uploaded file goes too, so nothing brings the document back by accident.
+            source = Path(doc.source_path) if doc.source_path else None
+            if source is not None and source.parent == uploads_dir.resolve() and source.is_file():
+                source.unlink()
+        return {"deleted": doc_id, "chunks": len(index), "documents": len(index.documents())}
+
+    if with_ui:
+        from qa_app.ui import mount_ui
+
+        mounted = mount_ui(app, assistant)
+        if isinstance(mounted, FastAPI):
+            app = mounted
+    return app

@@ -1,0 +1,121 @@
+"""The chat page in a real browser: Debian's headless Chromium driven by Playwright, against the
+app served by uvicorn on a free loopback port."""
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TITLE_2023 = "关于海淀区2023年国民经济和社会发展计划执行情况"
+TITLE_2024 = "关于海淀区2024年国民经济和社会发展计划执行情况"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_url(assistant):
+    import uvicorn
+    from fastapi import FastAPI
+
+    from qa_app.ui import mount_ui
+
+    app = FastAPI()
+    mount_ui(app, assistant)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline or not thread.is_alive():
+            server.should_exit = True
+            pytest.fail(f"the app did not answer at {url}")
+        time.sleep(0.2)
+    yield url
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture()
+def page(server_url):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's chromium (`apt-get install -y chromium`); "
+            "CI installs it, and this test must run, not skip."
+            + (f" (another chromium was found at {shutil.which('chromium')})" if shutil.which("chromium") else "")
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        page.goto(server_url)
+        yield page
+        browser.close()
+
+
+def ask(page, question: str) -> None:
+    box = page.locator("#qa-input textarea")
+    box.fill(question)
+    box.press("Enter")
+
+
+def test_chat_page_answers_with_sources_and_follow_up(page, tmp_path):
+    from playwright.sync_api import expect
+
+    bots = page.locator("#qa-chat .message.bot")
+
+    ask(page, "2023年海淀区地区生产总值增长了多少？")
+    first = bots.nth(0)
+    expect(first).to_contain_text("6%")
+    expect(first.locator(".qa-sources")).to_contain_text(TITLE_2023)
+    expect(first.locator(".qa-sources mark").first).to_contain_text("6%")
+    expect(first).to_contain_text("[1]")
+
+    ask(page, "那2024年呢？")  # a follow-up: borrows the previous question's topic
+    second = bots.nth(1)
+    expect(second).to_contain_text("6.0%")
+    expect(second.locator(".qa-sources")).to_contain_text(TITLE_2024)
+
+    shot = tmp_path / "ui.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.exists() and shot.stat().st_size > 20_000
+
+
+def test_refusal_is_marked_and_new_conversation_clears(page):
+    from playwright.sync_api import expect
+
+    ask(page, "朝阳区2023年地区生产总值增速是多少？")
+    bot = page.locator("#qa-chat .message.bot").first
+    expect(bot.locator(".qa-refused")).to_have_text("报告中未找到")
+    expect(bot).to_contain_text("报告中没有找到")
+
+    page.locator("#qa-new").click()
+    expect(page.locator("#qa-chat .message")).to_have_count(0)
