@@ -185,9 +185,9 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
 
         inputs = [msg, chatbot, asked, docs, years]
         outputs = [chatbot, msg, asked]
-        msg.submit(respond, inputs, outputs)
-        send.click(respond, inputs, outputs)
-        new.click(lambda: ([], "", []), None, outputs)
+        answering = [msg.submit(respond, inputs, outputs), send.click(respond, inputs, outputs)]
+        # A new conversation stops an answer still streaming, or it would refill the cleared chat.
+        new.click(lambda: ([], "", []), None, outputs, cancels=answering)
         chatbot.clear(lambda: [], None, asked)  # the chat's own bin icon forgets the history too
 
         def refresh():  # documents added through the API since start-up show up on reload
