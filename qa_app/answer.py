@@ -1,4 +1,13 @@
-"""The question-answering pipeline: check → retrieve → generate → verify → Answer."""
+"""The question-answering pipeline: check → condense → retrieve → generate → verify → Answer.
+
+With the extractive generator, a compound question is split at "？" and each part answered
+on its own. With an LLM generator (one with ``condense``/``finish``: ``openai``,
+``transformers``) a follow-up is first rewritten into a standalone question by the model
+(the rule ``with_topic`` when that fails), the parts' passages are pooled into one prompt,
+and the model's answer is verified (``grounding.check(strict=True)``): when it fails, or
+the model cannot be reached, the answer is the extractive one (``QA_LLM_FALLBACK``, the
+default) or a refusal, with ``grounded: false`` and the reasons.
+"""
 from __future__ import annotations
 
 import re
@@ -10,12 +19,14 @@ from qa_app.grounding import check
 from qa_app.index.hybrid import Filters, HybridSearcher
 from qa_app.index.query import Query
 from qa_app.index.store import Index
-from qa_app.llm.base import Generator
+from qa_app.llm.base import Generator, GeneratorError
 from qa_app.llm.registry import make_generator
 from qa_app.models import Answer, Citation, Passage
 from qa_app.prompts import load_prompt
 from qa_app.question import analyse
+from qa_app.text import is_latin_question
 
+_PIECES = re.compile(r"(?<=\])(?=[^\]])|(?<=[。！？])(?=\S)")
 _SUBQ_SPLIT = re.compile(r"(?<=[？?])\s*")
 # Words that only ask (no topic): a follow-up made of these borrows the topic of the part before it.
 _ASKING = re.compile(r"(?:19|20)\d{2}年?|到|在|实际|又|呢|那|是|多少|几|降到了?|增长了?|达到了?|分别|各|哪|怎么样|如何|了|？|\?|\s")
@@ -73,6 +84,21 @@ class Assistant:
         self.index = index or Index(self.settings)
         self.searcher = HybridSearcher(self.index)
         self.generator = generator or make_generator(self.settings)
+        self._extractive: Generator | None = None
+
+    @property
+    def uses_llm(self) -> bool:
+        """Is the generator a model whose answers must be verified (and may condense follow-ups)?"""
+        return all(hasattr(self.generator, a) for a in ("condense", "finish", "prepare", "stream_messages"))
+
+    @property
+    def extractive(self) -> Generator:
+        """The extractive generator, for fallbacks."""
+        if self._extractive is None:
+            from qa_app.llm.extractive import ExtractiveGenerator
+
+            self._extractive = ExtractiveGenerator(self.settings)
+        return self._extractive
 
     def _check_question(self, question: str) -> str:
         if not isinstance(question, str) or not question.strip():
@@ -90,6 +116,23 @@ class Assistant:
         question = self._check_question(question)
         return self.searcher.search(Query.parse(question), k or self.settings.top_k, filters)
 
+    def condense(self, question: str, history: list[str] | None, notes: list[str] | None = None) -> str:
+        """A follow-up made standalone: by the LLM when one is configured, else (or when it
+        fails) by the rule ``with_topic``. ``notes`` collects why the LLM was not used."""
+        return self._condense(question, history, notes if notes is not None else [])[0]
+
+    def _condense(self, question: str, history: list[str] | None, notes: list[str]) -> tuple[str, GeneratorError | None]:
+        """(standalone question, the error when the model is unavailable altogether)."""
+        if not history:
+            return question, None
+        if self.uses_llm:
+            try:
+                return self.generator.condense(question, list(history)), None
+            except GeneratorError as exc:
+                notes.append(f"follow-up condensed by rule: {exc}")
+                return with_topic(question, history[-1]), exc if exc.unavailable else None
+        return with_topic(question, history[-1]), None
+
     def ask(
         self, question: str, filters: Filters | None = None, k: int | None = None, history: list[str] | None = None
     ) -> Answer:
@@ -98,29 +141,44 @@ class Assistant:
         t0 = time.perf_counter()
         question = self._check_question(question)
         asked = question
-        if history:
-            question = with_topic(question, history[-1])
-        parts = split_subquestions(question)
-        if len(parts) > 1:
-            answer = merge_answers(question, [self._answer_one(p, filters, k) for p in parts])
+        if self.uses_llm:
+            notes: list[str] = []
+            question, down = self._condense(question, history, notes)
+            t_condensed = time.perf_counter()
+            if down is not None:  # no second wait on a model that just failed
+                answer = self._llm_failed(question, filters, k, [f"{self.generator.name} failed: {down}"], error=down)
+            else:
+                answer = self._answer_llm(question, filters, k)
+            answer.reasons[:0] = notes
+            if history:
+                answer.timings["condense_ms"] = (t_condensed - t0) * 1000
         else:
-            answer = self._answer_one(question, filters, k)
+            if history:
+                question = with_topic(question, history[-1])
+            answer = self._answer_extractive(question, filters, k)
         answer.question = asked
         answer.timings["total_ms"] = (time.perf_counter() - t0) * 1000
         return answer
 
-    def _answer_one(self, question: str, filters: Filters | None, k: int | None) -> Answer:
+    def _answer_extractive(self, question: str, filters: Filters | None, k: int | None, generator: Generator | None = None) -> Answer:
+        parts = split_subquestions(question)
+        if len(parts) > 1:
+            return merge_answers(question, [self._answer_one(p, filters, k, generator) for p in parts])
+        return self._answer_one(question, filters, k, generator)
+
+    def _answer_one(self, question: str, filters: Filters | None, k: int | None, generator: Generator | None = None) -> Answer:
+        generator = generator or self.generator
         t0 = time.perf_counter()
         query = Query.parse(question)
         snap = self.index.snapshot()
         passages = self.searcher.search(query, k or self.settings.answer_passages, filters)
         t1 = time.perf_counter()
         if not passages:
-            answer = Answer(question=question, text="", backend=self.generator.name, refused=True)
+            answer = Answer(question=question, text="", backend=generator.name, refused=True)
             answer.text = load_prompt("refuse_en" if query.latin else "refuse", self.settings.prompts_dir)
             answer.reasons.append("no passage matched the question")
         else:
-            answer = self.generator.generate(analyse(query, snap.bm25.term_idf, snap.knows), passages)
+            answer = generator.generate(analyse(query, snap.bm25.term_idf, snap.knows), passages)
         t2 = time.perf_counter()
         report = check(answer)
         answer.grounded = report.grounded
@@ -128,9 +186,147 @@ class Assistant:
         answer.timings = {"retrieve_ms": (t1 - t0) * 1000, "generate_ms": (t2 - t1) * 1000, "total_ms": (t2 - t0) * 1000}
         return answer
 
-    def stream(self, question: str, filters: Filters | None = None, history: list[str] | None = None) -> Iterator[str]:
-        """The verified answer in pieces (sentence by sentence, each with its citation marker)."""
-        answer = self.ask(question, filters=filters, history=history)
-        for piece in re.split(r"(?<=\])(?=[^\]])|(?<=[。！？])(?=\S)", answer.text):
-            if piece:
-                yield piece
+    # --- LLM generators -------------------------------------------------------------------------
+    def _llm_passages(self, question: str, filters: Filters | None, k: int | None) -> list[Passage]:
+        """The passages for one prompt: for a compound question, each part's passages in turn."""
+        n = k or self.settings.answer_passages
+        parts = split_subquestions(question)
+        lists = [self.searcher.search(Query.parse(p), n, filters) for p in parts]
+        if len(lists) == 1:
+            return lists[0]
+        pooled: list[Passage] = []
+        seen: set[str] = set()
+        for rank in range(n):
+            for found in lists:
+                if rank < len(found) and found[rank].chunk.chunk_id not in seen:
+                    seen.add(found[rank].chunk.chunk_id)
+                    pooled.append(found[rank])
+        return pooled[:n]
+
+    def _llm_setup(self, question: str, filters: Filters | None, k: int | None):
+        """(analysis, passages, refusal-or-None, retrieve_ms)."""
+        t0 = time.perf_counter()
+        query = Query.parse(question)
+        snap = self.index.snapshot()
+        passages = self._llm_passages(question, filters, k)
+        retrieve_ms = (time.perf_counter() - t0) * 1000
+        if not passages:
+            answer = Answer(question=question, text=self._refusal(question), backend=self.generator.name, refused=True)
+            answer.reasons.append("no passage matched the question")
+            answer.timings = {"retrieve_ms": retrieve_ms}
+            return None, [], answer, retrieve_ms
+        return analyse(query, snap.bm25.term_idf, snap.knows), passages, None, retrieve_ms
+
+    def _refusal(self, question: str) -> str:
+        return load_prompt("refuse_en" if is_latin_question(question) else "refuse", self.settings.prompts_dir)
+
+    def _answer_llm(self, question: str, filters: Filters | None, k: int | None) -> Answer:
+        analysis, passages, early, retrieve_ms = self._llm_setup(question, filters, k)
+        if early is not None:
+            return early
+        t1 = time.perf_counter()
+        try:
+            answer = self.generator.generate(analysis, passages)
+        except GeneratorError as exc:
+            return self._llm_failed(question, filters, k, [f"{self.generator.name} failed: {exc}"], error=exc)
+        answer.timings.update(retrieve_ms=retrieve_ms, generate_ms=(time.perf_counter() - t1) * 1000)
+        return self._verify(answer, question, filters, k)
+
+    def _verify(self, answer: Answer, question: str, filters: Filters | None, k: int | None) -> Answer:
+        """The LLM answer when every citation and figure holds; else the fallback or a refusal."""
+        report = check(answer, strict=True)
+        answer.grounded = report.grounded
+        answer.reasons.extend(report.reasons)
+        if report.grounded:
+            return answer
+        reasons = [f"{self.generator.name} answer failed verification: {r}" for r in report.reasons]
+        final = self._llm_failed(question, filters, k, reasons)
+        final.timings.setdefault("llm_ms", answer.timings.get("llm_ms", answer.timings.get("generate_ms", 0.0)))
+        return final
+
+    def _llm_failed(
+        self, question: str, filters: Filters | None, k: int | None, reasons: list[str], error: GeneratorError | None = None
+    ) -> Answer:
+        """Fallback (the extractive answer) or, with QA_LLM_FALLBACK off, a refusal — or the error
+        itself when the model gave nothing at all."""
+        name = self.generator.name
+        if self.settings.llm_fallback:
+            fallback = self._answer_extractive(question, filters, k, generator=self.extractive)
+            fallback.backend = f"extractive (fallback from {name})"
+            fallback.reasons = reasons + ["answered extractively instead (QA_LLM_FALLBACK)"] + fallback.reasons
+            fallback.grounded = False
+            return fallback
+        if error is not None:
+            raise error
+        answer = Answer(question=question, text=self._refusal(question), backend=name, refused=True, grounded=False)
+        answer.passages = self._llm_passages(question, filters, k)
+        answer.reasons = reasons + ["refused instead (QA_LLM_FALLBACK is off)"]
+        return answer
+
+    def _notice(self, answer: Answer, question: str) -> str:
+        """What a stream adds when the text already shown was replaced."""
+        why = answer.reasons[0] if answer.reasons else "unverified"
+        if is_latin_question(question):
+            tail = " The reports say:" if not answer.refused or answer.backend.startswith("extractive") else ""
+            return f"\n\n(The answer above failed verification — {why}.{tail})\n"
+        tail = "以下为报告原文摘录：" if answer.backend.startswith("extractive") else ""
+        return f"\n\n（上面的回答未通过核验：{why}。{tail}）\n"
+
+    # --- streaming --------------------------------------------------------------------------------
+    def stream_answer(
+        self, question: str, filters: Filters | None = None, history: list[str] | None = None, k: int | None = None
+    ) -> Iterator[str | Answer]:
+        """Text pieces as they are produced, then the verified ``Answer`` as the last item.
+
+        With an LLM generator the pieces are the model's tokens; when its answer then fails
+        verification (or the model fails midway), a notice and the fallback answer's text
+        follow, and the final ``Answer`` is the fallback (``grounded: false``, reasons).
+        With the extractive generator the pieces are the answer's sentences."""
+        if not self.uses_llm:
+            answer = self.ask(question, filters=filters, history=history, k=k)
+            for piece in _PIECES.split(answer.text):
+                if piece:
+                    yield piece
+            yield answer
+            return
+        t0 = time.perf_counter()
+        question = self._check_question(question)
+        asked = question
+        notes: list[str] = []
+        question, down = self._condense(question, history, notes)
+        analysis, passages, early, retrieve_ms = self._llm_setup(question, filters, k)
+        shown: list[str] = []
+        answer: Answer | None = None
+        if early is None and down is not None:
+            early = self._llm_failed(question, filters, k, [f"{self.generator.name} failed: {down}"], error=down)
+        if early is not None:
+            final = early
+            yield final.text
+        else:
+            t1 = time.perf_counter()
+            try:
+                messages, given = self.generator.prepare(analysis, passages)
+                for piece in self.generator.stream_messages(messages):
+                    shown.append(piece)
+                    yield piece
+                answer = self.generator.finish(analysis, given, "".join(shown))
+            except GeneratorError as exc:
+                final = self._llm_failed(question, filters, k, [f"{self.generator.name} failed: {exc}"], error=exc)
+            else:
+                answer.timings.update(retrieve_ms=retrieve_ms, generate_ms=(time.perf_counter() - t1) * 1000)
+                final = self._verify(answer, question, filters, k)
+            if final is not answer:
+                yield (self._notice(final, question) if shown else "") + final.text
+        final.reasons[:0] = notes
+        final.question = asked
+        final.timings["total_ms"] = (time.perf_counter() - t0) * 1000
+        yield final
+
+    def stream(
+        self, question: str, filters: Filters | None = None, history: list[str] | None = None, k: int | None = None
+    ) -> Iterator[str]:
+        """The answer in pieces: the model's tokens with an LLM generator (then a notice and the
+        fallback when verification fails), else the verified answer sentence by sentence."""
+        for item in self.stream_answer(question, filters=filters, history=history, k=k):
+            if isinstance(item, str):
+                yield item

@@ -1,6 +1,7 @@
-"""The generator interface every backend implements."""
+"""The generator interface every backend implements, and what the LLM backends share."""
 from __future__ import annotations
 
+import time
 from typing import Iterator, Protocol
 
 from qa_app.models import Answer, Passage
@@ -17,3 +18,81 @@ class Generator(Protocol):
     def stream(self, question: QuestionAnalysis, passages: list[Passage]) -> Iterator[str]:
         """The answer text in pieces, as it is produced."""
         ...
+
+
+class GeneratorError(RuntimeError):
+    """A generator could not produce an answer: endpoint unreachable, key refused, timeout,
+    empty or unusable output, model folder missing. The message says which, in plain words.
+    ``unavailable`` is true when the model cannot be used at all right now (unreachable,
+    refused key, timeout, not configured): asking it again within the same question is pointless."""
+
+    def __init__(self, message: str, unavailable: bool = False):
+        super().__init__(message)
+        self.unavailable = unavailable
+
+
+class ChatGenerator:
+    """Base of the LLM backends: prompts from files, [n] citations parsed, think-blocks removed.
+
+    A subclass implements ``chat(messages, max_tokens)`` → text and ``chat_stream(messages)``
+    → text pieces, raising ``GeneratorError`` on failure. The Assistant verifies every answer
+    (``grounding.check(strict=True)``) and falls back or refuses when it is not supported; it
+    also calls ``condense`` to turn a follow-up into a standalone question.
+    """
+
+    name = "llm"
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    # --- to implement ------------------------------------------------------------------------
+    def chat(self, messages: list[dict], max_tokens: int | None = None) -> str:
+        raise NotImplementedError
+
+    def chat_stream(self, messages: list[dict]) -> Iterator[str]:
+        raise NotImplementedError
+
+    # --- shared ------------------------------------------------------------------------------
+    def prepare(self, question: QuestionAnalysis, passages: list[Passage]) -> tuple[list[dict], list[Passage]]:
+        """The chat messages, and the passages they number (a backend with a short context may give fewer)."""
+        from qa_app.llm.prompting import build_messages
+
+        passages = passages[: self.settings.answer_passages]
+        return build_messages(question.query.text, passages, self.settings.prompts_dir, latin=question.query.latin), passages
+
+    def generate(self, question: QuestionAnalysis, passages: list[Passage]) -> Answer:
+        t0 = time.perf_counter()
+        messages, given = self.prepare(question, passages)
+        answer = self.finish(question, given, self.chat(messages))
+        answer.timings["llm_ms"] = (time.perf_counter() - t0) * 1000
+        return answer
+
+    def stream(self, question: QuestionAnalysis, passages: list[Passage]) -> Iterator[str]:
+        messages, _ = self.prepare(question, passages)
+        yield from self.stream_messages(messages)
+
+    def stream_messages(self, messages: list[dict]) -> Iterator[str]:
+        """The visible answer text in pieces (reasoning blocks removed)."""
+        from qa_app.llm.prompting import ThinkFilter
+
+        think = ThinkFilter()
+        for piece in self.chat_stream(messages):
+            visible = think.feed(piece)
+            if visible:
+                yield visible
+        tail = think.flush()
+        if tail:
+            yield tail
+
+    def finish(self, question: QuestionAnalysis, passages: list[Passage], text: str) -> Answer:
+        """The model's raw text → an ``Answer`` with its [n] markers mapped to ``passages`` (as prepared)."""
+        from qa_app.llm.prompting import to_answer
+
+        return to_answer(question.query.text, passages, text, self.name, self.settings.prompts_dir, latin=question.query.latin)
+
+    def condense(self, question: str, history: list[str]) -> str:
+        """A follow-up ("那2024年呢？") rewritten with the earlier questions into one that stands alone."""
+        from qa_app.llm.prompting import build_condense_messages, clean_condensed
+
+        text = self.chat(build_condense_messages(question, history, self.settings.prompts_dir))
+        return clean_condensed(text, question, history)
