@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import re
@@ -34,6 +35,7 @@ from qa_app.answer import Assistant, EmptyIndexError, QuestionError
 from qa_app.config import Settings, get_settings
 from qa_app.index.hybrid import Filters
 from qa_app.ingest.loaders import LoaderError, supported
+from qa_app.llm.base import GeneratorError
 from qa_app.models import Answer, DocumentInfo
 
 log = logging.getLogger("qa_app.api")
@@ -43,8 +45,6 @@ UPLOAD_PATH = f"{API_PREFIX}/documents"
 MIB = 1024 * 1024
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the uploaded bytes
 MAX_TOP_K = 50
-# Same split as ``Assistant.stream``: after each citation marker and each sentence end.
-_PIECES = re.compile(r"(?<=\])(?=[^\]])|(?<=[。！？])(?=\S)")
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -291,6 +291,11 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
     async def _empty_index(request: Request, exc: EmptyIndexError):
         return error_response(503, str(exc), "index_empty")
 
+    @app.exception_handler(GeneratorError)
+    async def _generator_error(request: Request, exc: GeneratorError):
+        # Only reached with QA_LLM_FALLBACK off: otherwise the extractive answer stands in.
+        return error_response(503 if exc.unavailable else 502, f"语言模型出错：{exc}。(The LLM failed: {exc}.)", "llm_error")
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
         status, message, errors = _validation_message(exc)
@@ -353,20 +358,26 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
         if not users:
             raise ApiError(400, "没有用户消息。(No user message: the last user message is the question.)")
         question, history = users[-1], [u for u in users[:-1] if u.strip()]
-        answer = assistant.ask(question, filters=to_filters(req.filters), history=history or None)
-        citations = citations_of(answer)
-        content = answer.text + sources_block(answer)
+        filters = to_filters(req.filters)
         cid = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         model = req.model or "qa-app"
-        extra = {"citations": citations, "refused": answer.refused, "grounded": answer.grounded}
-        usage = {"prompt_tokens": sum(len(u) for u in users), "completion_tokens": len(content)}
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+
+        def extra_of(answer: Answer) -> dict[str, Any]:
+            return {"citations": citations_of(answer), "refused": answer.refused, "grounded": answer.grounded}
+
+        def usage_of(content: str) -> dict[str, int]:
+            usage = {"prompt_tokens": sum(len(u) for u in users), "completion_tokens": len(content)}
+            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+            return usage
+
         if not req.stream:
+            answer = assistant.ask(question, filters=filters, history=history or None)
+            content = answer.text + sources_block(answer)
             return {
                 "id": cid, "object": "chat.completion", "created": created, "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                "usage": usage, **extra,
+                "usage": usage_of(content), **extra_of(answer),
             }
 
         def chunk(delta: dict[str, Any], finish: str | None = None, **more: Any) -> str:
@@ -374,18 +385,35 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **more}
             return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
+        # The first piece is taken before the response starts, so a bad question or a missing
+        # index is still a JSON error with its status code, not a broken stream.
+        pieces = assistant.stream_answer(question, filters=filters, history=history or None)
+        first = next(pieces)
+
         def events() -> Iterator[str]:
             yield chunk({"role": "assistant", "content": ""})
-            for piece in _PIECES.split(answer.text):
-                if piece:
-                    yield chunk({"content": piece})
+            shown: list[str] = []
+            answer: Answer | None = None
+            try:
+                for item in itertools.chain([first], pieces):
+                    if isinstance(item, Answer):
+                        answer = item
+                    elif item:
+                        shown.append(item)
+                        yield chunk({"content": item})
+            except Exception:  # headers are sent: end the stream with an error event, not a hang
+                log.exception("stream failed")
+                yield chunk({"content": "\n\n（回答中断：服务器内部错误。）"}, "stop")
+                yield "data: [DONE]\n\n"
+                return
+            assert answer is not None
             sources = sources_block(answer)
             if sources:
                 yield chunk({"content": sources})
-            yield chunk({"citations": citations}, "stop", **extra)
+            yield chunk({"citations": citations_of(answer)}, "stop", **extra_of(answer))
             if req.stream_options is not None and req.stream_options.include_usage:
                 body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                        "choices": [], "usage": usage}
+                        "choices": [], "usage": usage_of("".join(shown) + sources)}
                 yield f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
             yield "data: [DONE]\n\n"
 

@@ -19,6 +19,7 @@ from fastapi import FastAPI  # noqa: E402
 
 from qa_app.answer import Assistant, EmptyIndexError, QuestionError  # noqa: E402
 from qa_app.index.hybrid import Filters  # noqa: E402
+from qa_app.llm.base import GeneratorError  # noqa: E402
 from qa_app.models import Answer, Citation  # noqa: E402
 
 TITLE = "海淀区报告问答"
@@ -105,11 +106,6 @@ def _badges(answer: Answer) -> str:
     return f"{out}\n\n" if out else ""
 
 
-def _pieces(text: str) -> list[str]:
-    """Split after each citation marker and sentence end, as ``Assistant.stream`` does."""
-    return [p for p in re.split(r"(?<=\])(?=[^\]])|(?<=[。！？])(?=\S)", text) if p]
-
-
 def _doc_label(d) -> str:
     title = d.title if len(d.title) <= 30 else d.title[:29] + "…"
     return f"{title}（{d.year}）" if d.year else title
@@ -132,20 +128,26 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
             doc_ids=frozenset(doc_ids) if doc_ids else None,
             years=frozenset(int(y) for y in years) if years else None,
         )
+        pieces = assistant.stream_answer(message, filters=filters, history=asked or None)
+        text = ""
         try:
-            answer = assistant.ask(message, filters=filters, history=asked or None)
-        except (QuestionError, EmptyIndexError) as exc:
+            for item in pieces:
+                if isinstance(item, Answer):
+                    answer = item
+                    break
+                text += item
+                messages[-1] = {"role": "assistant", "content": _md(text)}
+                yield messages, "", asked
+                if not assistant.uses_llm:  # whole sentences: pace them so the answer visibly grows
+                    time.sleep(STREAM_DELAY)
+        except (QuestionError, EmptyIndexError, GeneratorError) as exc:
             messages[-1] = {"role": "assistant", "content": f"⚠️ {_e(str(exc))}"}
             yield messages, "", asked
             return
+        # The final render is the verified answer: with an LLM that failed verification it
+        # replaces the streamed text with the fallback, under a badge that says so.
         asked = asked + [message]
-        head, text = _badges(answer), ""
-        for piece in _pieces(answer.text):
-            text += piece
-            messages[-1] = {"role": "assistant", "content": head + _md(text)}
-            yield messages, "", asked
-            time.sleep(STREAM_DELAY)
-        messages[-1] = {"role": "assistant", "content": head + _md(answer.text) + "\n\n" + sources_html(answer)}
+        messages[-1] = {"role": "assistant", "content": _badges(answer) + _md(answer.text) + "\n\n" + sources_html(answer)}
         yield messages, "", asked
 
     doc_choices, year_choices = choices()

@@ -450,3 +450,31 @@ def test_extractive_assistant_keeps_the_rule(assistant):
     a = assistant.ask("那2024年呢？", history=[GDP_Q])
     assert a.backend == "extractive" and "6.0%" in a.text and a.grounded
     assert not assistant.uses_llm
+
+
+def test_api_streams_the_model_tokens_and_maps_llm_errors(fake, seeds_index):
+    """The HTTP API streams what the model writes, then the verified citations; with the
+    fallback off, a dead model is a 503 JSON error, not a 500 or a broken stream."""
+    from fastapi.testclient import TestClient
+
+    from qa_app.api import create_app
+
+    reply = "2023年海淀区地区生产总值预计增长6%[{n}]，全市占比超四分之一[{n}]。"
+    fake.reply = lambda m: reply.format(n=cite(m, "地区生产总值预计增长6%"))
+    a = llm_assistant(fake, seeds_index)
+    client = TestClient(create_app(a.settings, a, with_ui=False))
+    body = {"messages": [{"role": "user", "content": GDP_Q}], "stream": True}
+    with client.stream("POST", "/v1/chat/completions", json=body) as r:
+        assert r.status_code == 200
+        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    text = "".join(e["choices"][0]["delta"].get("content", "") for e in events)
+    assert len(events) > 8 and text.startswith("2023年海淀区地区生产总值预计增长6%[1]")
+    assert events[-1]["grounded"] is True and events[-1]["citations"][0]["n"] == 1
+
+    fake.delay = 2.0
+    dead = llm_assistant(fake, seeds_index, llm_timeout=0.3, llm_fallback=False)
+    client = TestClient(create_app(dead.settings, dead, with_ui=False))
+    for stream in (False, True):
+        r = client.post("/v1/chat/completions", json={**body, "stream": stream})
+        assert r.status_code in (502, 503) and "Traceback" not in r.text
+        assert r.json()["error"]["type"] == "llm_error"

@@ -114,3 +114,24 @@ def test_missing_model_folder_is_a_clear_error(seeds_index, tmp_path):
     assert ans.backend.startswith("extractive") and any("config.json missing" in r for r in ans.reasons)
     with pytest.raises(GeneratorError, match="config.json missing"):
         local_assistant(seeds_index, tmp_path / "nowhere", llm_fallback=False).ask(GDP_Q)
+
+
+def test_hub_name_is_tried_and_fails_clearly_offline(tmp_path):
+    """A hub name (not a folder) goes to the hub; offline that is a clear GeneratorError."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from qa_app.llm.transformers_backend import load_model\n"
+        "from qa_app.llm.base import GeneratorError\n"
+        "try:\n    load_model('example-org/not-a-real-model')\n"
+        "except GeneratorError as e:\n    print('ERR', e.unavailable, e)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120).stdout
+    assert out.startswith("ERR True cannot load the model in example-org/not-a-real-model"), out
+    # A path that does not exist is still reported as a missing folder, not sent to the hub.
+    code2 = code.replace("example-org/not-a-real-model", str(tmp_path / "nope"))
+    out2 = subprocess.run([sys.executable, "-c", code2], capture_output=True, text=True, env=env, timeout=120).stdout
+    assert "no model folder at" in out2, out2

@@ -1,7 +1,7 @@
 """``transformers``: a local causal LM from a folder, run in-process on the CPU.
 
 ``QA_LLM_MODEL`` is the folder (``config.json``, weights, tokenizer with a chat template,
-e.g. a downloaded Qwen2.5-0.5B-Instruct). The model is loaded once per folder and shared;
+e.g. a downloaded Qwen2.5-0.5B-Instruct), or a hub name on a machine that can download. The model is loaded once per folder and shared;
 the prompt goes through the tokenizer's chat template; generation is greedy unless
 ``QA_LLM_TEMPERATURE`` > 0, at most ``QA_LLM_MAX_TOKENS`` new tokens and ``QA_LLM_TIMEOUT``
 seconds. When the passages do not fit the model's context, the lowest-ranked are left out.
@@ -9,6 +9,7 @@ Needs the ``local`` extra (transformers, tokenizers).
 """
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -21,12 +22,17 @@ _MODELS: dict[str, tuple] = {}  # resolved folder → (tokenizer, model, lock)
 _LOAD_LOCK = threading.Lock()
 
 
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
 def load_model(folder: str | Path) -> tuple:
-    """(tokenizer, model, lock) for a model folder, loaded once per process."""
+    """(tokenizer, model, lock) for a model folder — or a hub name such as
+    ``Qwen/Qwen2.5-0.5B-Instruct`` where the hub is reachable — loaded once per process."""
     path = Path(folder).expanduser()
-    if not (path / "config.json").is_file():
+    hub = not path.exists() and bool(_HUB_NAME.match(str(folder)))
+    if not hub and not (path / "config.json").is_file():
         raise GeneratorError(f"no model folder at {path} (config.json missing): set QA_LLM_MODEL to a local model folder", unavailable=True)
-    key = str(path.resolve())
+    key = str(folder) if hub else str(path.resolve())
     with _LOAD_LOCK:
         if key not in _MODELS:
             try:
@@ -35,8 +41,9 @@ def load_model(folder: str | Path) -> tuple:
             except ImportError as exc:  # pragma: no cover - the local extra is missing
                 raise GeneratorError("the transformers backend needs the local extra: pip install 'qa_app[local]'", unavailable=True) from exc
             try:
-                tokenizer = AutoTokenizer.from_pretrained(key, local_files_only=True)
-                model = AutoModelForCausalLM.from_pretrained(key, local_files_only=True, dtype=torch.float32)
+                # A folder never triggers a download; a hub name downloads once into the HF cache.
+                tokenizer = AutoTokenizer.from_pretrained(key, local_files_only=not hub)
+                model = AutoModelForCausalLM.from_pretrained(key, local_files_only=not hub, dtype=torch.float32)
             except Exception as exc:  # noqa: BLE001
                 raise GeneratorError(f"cannot load the model in {path}: {type(exc).__name__}: {str(exc)[:200]}", unavailable=True) from exc
             if not getattr(tokenizer, "chat_template", None):
