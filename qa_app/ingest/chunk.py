@@ -8,6 +8,7 @@ its character span in the cleaned text, and a text chunk's text is exactly that 
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
 from dataclasses import dataclass
@@ -77,20 +78,16 @@ def split_sentences(text: str, offset: int, max_chars: int) -> list[_Piece]:
 
 
 def _cut_long(text: str, start: int, end: int, offset: int, max_chars: int) -> list[_Piece]:
-    if end - start <= max_chars:
-        return [_Piece(text[start:end], offset + start, offset + end)]
+    """Cut text[start:end] into pieces of at most max_chars, each at the last comma that
+    keeps it within the limit, or hard at the limit where a stretch has no comma."""
     out: list[_Piece] = []
-    cuts = [start + m.end() for m in _SOFT_BREAK.finditer(text[start:end])] + [end]
+    cuts = [start + m.end() for m in _SOFT_BREAK.finditer(text[start:end])]
     s = start
-    last = start
-    for c in cuts:
-        if c - s > max_chars and last > s:
-            out.append(_Piece(text[s:last], offset + s, offset + last))
-            s = last
-        last = c
-    while end - s > max_chars:  # no comma at all: hard cut
-        out.append(_Piece(text[s : s + max_chars], offset + s, offset + s + max_chars))
-        s += max_chars
+    while end - s > max_chars:
+        fits = bisect.bisect_right(cuts, s + max_chars)
+        cut = cuts[fits - 1] if fits and cuts[fits - 1] > s else s + max_chars
+        out.append(_Piece(text[s:cut], offset + s, offset + cut))
+        s = cut
     if end > s:
         out.append(_Piece(text[s:end], offset + s, offset + end))
     return out

@@ -65,8 +65,8 @@ def clean_text(text: str) -> str:
             continue
         if _is_chrome(line, crumbs):
             continue
-        if not _is_table_cell(line) and len(line) <= 80:
-            # A repeated title or site name; report paragraphs and table cells may repeat.
+        if not _is_table_cell(line) and len(line) <= 80 and not line.endswith(tuple(_SENTENCE_END)):
+            # A repeated title or site name; report sentences and table cells may repeat.
             if line in seen_short:
                 continue
             seen_short.add(line)

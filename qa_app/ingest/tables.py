@@ -49,24 +49,33 @@ def group_rows(cells: list[tuple[str, int, int]]) -> list[list[TableRow]]:
     texts = [c[0] for c in cells]
     tables: list[list[TableRow]] = []
     rows: list[TableRow] = []
+    header_cells: list[tuple[str, int, int]] = []
     header: tuple[str, ...] = ()
-    header_start = 0
     i = 0
+
+    def close() -> None:
+        nonlocal rows
+        if header_cells and not rows:
+            # A header with no row under it (the rows were lost in scraping, or another header
+            # follows at once) is still text: keep it as a row of its own.
+            rows.append(TableRow(header, (), header_cells[0][1], header_cells[-1][2]))
+        if rows:
+            tables.append(rows)
+        rows = []
+
     while i < len(cells):
         width = _header_run(texts, i)
         if width:
-            if rows:
-                tables.append(rows)
-                rows = []
+            close()
+            header_cells = cells[i : i + width]
             header = tuple(texts[i : i + width])
-            header_start = cells[i][1]
             i += width
             continue
         if header:
             span = cells[i : i + len(header)]
             padded = [c[0] for c in span] + [""] * (len(header) - len(span))
             # The first row's span takes in the header cells, so every cell lies in some chunk.
-            start = header_start if not rows else span[0][1]
+            start = header_cells[0][1] if not rows else span[0][1]
             rows.append(TableRow(tuple(padded), header, start, span[-1][2]))
             i += len(header)
         else:
@@ -77,6 +86,5 @@ def group_rows(cells: list[tuple[str, int, int]]) -> list[list[TableRow]]:
             span = cells[i:j]
             rows.append(TableRow(tuple(c[0] for c in span), (), span[0][1], span[-1][2]))
             i = j
-    if rows:
-        tables.append(rows)
+    close()
     return tables
