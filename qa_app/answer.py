@@ -23,7 +23,7 @@ from qa_app.llm.base import Generator, GeneratorError
 from qa_app.llm.registry import make_generator
 from qa_app.models import Answer, Citation, Passage
 from qa_app.prompts import load_prompt
-from qa_app.question import analyse
+from qa_app.question import QuestionError, analyse, clean_question
 from qa_app.text import is_latin_question
 
 _PIECES = re.compile(r"(?<=\])(?=[^\]])|(?<=[。！？])(?=\S)")
@@ -70,10 +70,6 @@ def merge_answers(question: str, answers: list[Answer]) -> Answer:
     return merged
 
 
-class QuestionError(ValueError):
-    """A question that cannot be asked as given (empty, too long)."""
-
-
 class EmptyIndexError(RuntimeError):
     """Nothing has been ingested yet."""
 
@@ -101,16 +97,22 @@ class Assistant:
         return self._extractive
 
     def _check_question(self, question: str) -> str:
-        if not isinstance(question, str) or not question.strip():
-            raise QuestionError("问题为空：请输入一个问题。(The question is empty.)")
-        if len(question) > self.settings.max_question_chars:
-            raise QuestionError(
-                f"问题过长（{len(question)} 字符，上限 {self.settings.max_question_chars}）。"
-                f"(The question is too long: {len(question)} characters, limit {self.settings.max_question_chars}.)"
-            )
+        question = clean_question(question, self.settings.max_question_chars)
         if len(self.index) == 0:
             raise EmptyIndexError("索引为空：请先运行 `qa-app ingest seeds/`。(The index is empty: run `qa-app ingest` first.)")
-        return question.strip()
+        return question
+
+    def _check_history(self, history: list[str] | None) -> list[str] | None:
+        """Earlier questions reach retrieval and prompts too, so binary or over-long ones are
+        refused like a question; ones with nothing to search for ("", "👍") are dropped."""
+        if not history:
+            return None
+        if not isinstance(history, (list, tuple)):
+            raise QuestionError("对话历史必须是问题列表。(The history must be a list of questions.)")
+        limit = self.settings.max_question_chars
+        checked = (clean_question(h, limit, f"对话历史第 {i} 条", f"History item {i}", require_words=False)
+                   for i, h in enumerate(history, 1))
+        return [h for h in checked if h] or None
 
     def search(self, question: str, k: int | None = None, filters: Filters | None = None) -> list[Passage]:
         question = self._check_question(question)
@@ -140,6 +142,7 @@ class Assistant:
         follow-up without its own topic ("2023年呢？") borrows the last one's."""
         t0 = time.perf_counter()
         question = self._check_question(question)
+        history = self._check_history(history)
         asked = question
         if self.uses_llm:
             notes: list[str] = []
@@ -291,6 +294,7 @@ class Assistant:
             return
         t0 = time.perf_counter()
         question = self._check_question(question)
+        history = self._check_history(history)
         asked = question
         notes: list[str] = []
         question, down = self._condense(question, history, notes)

@@ -7,6 +7,10 @@ swaps in a new snapshot only when a write is complete).
 
 Every error is a JSON object ``{"error": {"message", "type", "code"}, "detail": message}``
 (the shape OpenAI clients understand); stack traces stay in the server log.
+
+In front of /v1/*, outermost first: CORS (closed unless ``QA_CORS_ORIGINS``), a token bucket
+per client address (429, ``QA_RATE_LIMIT_PER_MIN``), the API key and body size limits (401,
+413). Answering routes run under a deadline (504, ``QA_REQUEST_TIMEOUT_S``).
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import hmac
 import itertools
 import json
 import logging
+import math
 import re
 import shutil
 import threading
@@ -22,8 +27,10 @@ import time
 import unicodedata
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -37,6 +44,7 @@ from qa_app.index.hybrid import Filters
 from qa_app.ingest.loaders import LoaderError, supported
 from qa_app.llm.base import GeneratorError
 from qa_app.models import Answer, DocumentInfo
+from qa_app.ratelimit import RateLimiter
 
 log = logging.getLogger("qa_app.api")
 
@@ -59,13 +67,21 @@ class ApiError(Exception):
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
           405: "invalid_request_error", 413: "request_too_large", 415: "unsupported_media_type",
-          422: "invalid_request_error", 503: "service_unavailable"}
+          422: "invalid_request_error", 429: "rate_limit_error", 503: "service_unavailable", 504: "timeout"}
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON that renders whatever a client sent back to it: an unpaired surrogate echoed in a
+    message (an unknown document id with a lone surrogate) becomes "?" instead of failing to encode (a 500)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
 
 
 def error_response(status: int, message: str, type_: str | None = None, headers: dict | None = None, **extra: Any) -> JSONResponse:
     body = {"error": {"message": message, "type": type_ or _TYPES.get(status, "api_error"), "code": status}, "detail": message}
     body.update(extra)
-    return JSONResponse(body, status_code=status, headers=headers)
+    return SafeJSONResponse(body, status_code=status, headers=headers)
 
 
 class _BodyTooLarge(StarletteHTTPException):
@@ -76,6 +92,17 @@ class _BodyTooLarge(StarletteHTTPException):
 def _too_large_message(limit: int) -> str:
     size = f"{limit // MIB} MB" if limit >= MIB else f"{limit // 1024} KB"
     return f"请求体过大（上限 {size}）。(The request body is too large: limit {size}.)"
+
+
+def is_api_path(path: str) -> bool:
+    return path == API_PREFIX or path.startswith(API_PREFIX + "/")
+
+
+def client_address(scope) -> str:
+    """The peer's address. Proxy headers (X-Forwarded-For) are not trusted: any client can
+    write them. Behind a reverse proxy, limit there (or run uvicorn with --proxy-headers)."""
+    client = scope.get("client")
+    return client[0] if client else "unknown"
 
 
 # --- auth + body size, before any body is read ---------------------------------------------------
@@ -99,10 +126,13 @@ class GuardMiddleware:
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
-        if scope["type"] != "http" or not (path == API_PREFIX or path.startswith(API_PREFIX + "/")):
+        if scope["type"] != "http" or not is_api_path(path):
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         if self.key is not None and scope.get("method") != "OPTIONS" and not self._authorised(headers):
+            # Who and where, never what they sent: a near-miss key in a log is a leaked key.
+            log.warning("refused %s %s from %s: %s API key", scope.get("method"), path, client_address(scope),
+                        "wrong" if b"authorization" in headers else "missing")
             response = error_response(
                 401,
                 "缺少或错误的 API 密钥。(Missing or invalid API key: send 'Authorization: Bearer <key>'.)",
@@ -144,6 +174,51 @@ class GuardMiddleware:
             if started:
                 raise
             await error_response(413, _too_large_message(limit))(scope, receive, send)
+
+
+# --- rate limits, before auth (so key guessing is throttled too) ----------------------------------
+class RateLimitMiddleware:
+    """For /v1/*: a token bucket per client address (``qa_app.ratelimit``); 429 with Retry-After
+    when it is empty. /healthz, the chat page, CORS preflights and exempt addresses pass."""
+
+    def __init__(self, app, settings: Settings):
+        self.app = app
+        self.limiter = RateLimiter(settings.rate_limit_per_min, settings.rate_limit_burst)
+        self.exempt = frozenset(settings.rate_limit_exempt)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") == "OPTIONS" or not is_api_path(scope.get("path", "")):
+            return await self.app(scope, receive, send)
+        client = client_address(scope)
+        wait = 0.0 if client in self.exempt else self.limiter.acquire(client)
+        if wait <= 0:
+            return await self.app(scope, receive, send)
+        seconds = max(1, math.ceil(wait))
+        response = error_response(
+            429, f"请求过于频繁，请 {seconds} 秒后再试。(Too many requests: retry in {seconds} s.)",
+            headers={"Retry-After": str(seconds)},
+        )
+        await response(scope, receive, send)
+
+
+# --- deadlines ------------------------------------------------------------------------------------
+T = TypeVar("T")
+
+
+async def within_deadline(seconds: float, work: Callable[[], T]) -> T:
+    """``work()`` in the threadpool; past ``seconds`` (0 = no limit) a 504 error instead.
+
+    A Python thread cannot be stopped, so timed-out work finishes in the background and its
+    result is dropped; the client gets its answer now rather than a hung connection."""
+    if seconds <= 0:
+        return await anyio.to_thread.run_sync(work)
+    try:
+        with anyio.fail_after(seconds):
+            return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+    except TimeoutError:
+        log.warning("request abandoned after %.1f s", seconds)
+        limit = f"{seconds:g}"
+        raise ApiError(504, f"处理超时（上限 {limit} 秒），请稍后再试。(The request took longer than {limit} s.)") from None
 
 
 # --- request bodies ---------------------------------------------------------------------------
@@ -268,8 +343,11 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
     app.state.assistant = assistant
     app.state.settings = settings
 
-    # Inner first: the guard (auth, size) runs inside CORS, so preflights and 401s carry CORS headers.
+    # Inner first: the guard (auth, size) runs inside the rate limit, and both inside CORS, so
+    # preflights, 401s and 429s carry CORS headers, and guessing keys costs tokens.
     app.add_middleware(GuardMiddleware, settings=settings)
+    if settings.rate_limit_per_min > 0:
+        app.add_middleware(RateLimitMiddleware, settings=settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -303,7 +381,11 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
-        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+        message = str(exc.detail)
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            # FastAPI's words for a body that is not even text (invalid UTF-8, binary).
+            message = "请求体不是合法的 UTF-8 JSON。(Malformed JSON body: not valid UTF-8 text.)"
+        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception):
@@ -336,15 +418,23 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
             "embedding_model": index.model_name,
         }
 
+    deadline = settings.request_timeout_s
+
     @app.post(f"{API_PREFIX}/ask", tags=["answers"], summary="Answer a question with citations")
-    def ask(req: AskRequest):
+    async def ask(req: AskRequest):
+        return await within_deadline(deadline, lambda: ask_sync(req))
+
+    def ask_sync(req: AskRequest) -> dict[str, Any]:
         answer = assistant.ask(req.question, filters=to_filters(req.filters), k=req.top_k, history=req.history or None)
         out = answer.to_dict()
         out["citations"] = citations_of(answer)
         return out
 
     @app.post(f"{API_PREFIX}/search", tags=["answers"], summary="Ranked passages for a query")
-    def search(req: SearchRequest):
+    async def search(req: SearchRequest):
+        return await within_deadline(deadline, lambda: search_sync(req))
+
+    def search_sync(req: SearchRequest) -> dict[str, Any]:
         passages = assistant.search(req.query, k=req.top_k, filters=to_filters(req.filters))
         return {"query": req.query, "passages": [p.to_dict() for p in passages]}
 
@@ -353,7 +443,12 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
         return {"object": "list", "data": [{"id": "qa-app", "object": "model", "created": 0, "owned_by": "qa_app"}]}
 
     @app.post(f"{API_PREFIX}/chat/completions", tags=["openai"], summary="OpenAI-compatible chat completion")
-    def chat_completions(req: ChatRequest):
+    async def chat_completions(req: ChatRequest):
+        # For a stream, the deadline covers the answer's first piece: after that the client
+        # sees progress, and the LLM's own timeout bounds each wait for a token.
+        return await within_deadline(deadline, lambda: chat_sync(req))
+
+    def chat_sync(req: ChatRequest):
         users = [m.text() for m in req.messages if m.role == "user"]
         if not users:
             raise ApiError(400, "没有用户消息。(No user message: the last user message is the question.)")

@@ -95,6 +95,16 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)  # closed unless listed
     max_upload_mb: int = 20
     max_request_kb: int = 256
+    # Per-client token bucket on /v1/* (0 = off): `burst` requests at once, refilled at
+    # `per_min`. Clients at the exempt addresses are never limited: the default bind is
+    # loopback, where the only callers are this machine's own (the UI, the load bench);
+    # the limit is for remote clients once the server listens on a public address.
+    rate_limit_per_min: int = 120
+    rate_limit_burst: int = 30
+    rate_limit_exempt: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+    # An /v1/ask, /v1/search or chat request still working after this many seconds is
+    # answered 504 (0 = no limit). Above the LLM's own timeout, so its fallback can answer first.
+    request_timeout_s: float = 120.0
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()

@@ -44,7 +44,9 @@ INSTRUCTION_RE = re.compile(
     r"(?:所有|全部)?(?:指令|指示|要求|提示词?|规则|设定|约束|内容)"
     r"|\b(?:ignore|disregard|forget)\s+(?:all\s+|any\s+)?(?:of\s+)?(?:the\s+|your\s+)?(?:previous|above|prior|earlier|preceding|system)?\s*"
     r"(?:instructions|prompts?|rules|directions|context)"
-    r"|你现在(?:是|扮演)|从现在(?:起|开始)你|\byou are now\b|system prompt|系统提示词?",
+    r"|你现在(?:是|扮演)|从现在(?:起|开始)你|\byou are now\b|system prompt|系统提示词?"
+    # Orders about the reply itself ("请在回答中引用[7]", "in your answer, cite …").
+    r"|(?:请|务必|必须)?在(?:你的)?(?:回答|答案|回复)(?:中|里)|\bin your (?:answer|reply|response)\b",
     re.I,
 )
 _FOLLOW_ON = re.compile(r"^\W*(?:请|只|仅|直接|必须|一律)?(?:回答|输出|回复|答复|说|告诉)|^\W*(?:answer|reply|respond|say|output)\b", re.I)
@@ -57,19 +59,28 @@ _CJK_BIGRAM = re.compile(r"[\u3400-\u9fff]{2}")
 MIN_WORDING_OVERLAP = 0.25
 
 
-def without_instructions(text: str) -> str:
-    """``text`` minus its sentences that give a model orders, and the orders right after them."""
-    out: list[str] = []
+def _sentences_marked(text: str) -> list[tuple[str, bool]]:
+    """Each sentence of ``text`` with whether it gives a model orders (or follows an order on)."""
+    out: list[tuple[str, bool]] = []
     skipping = False
     for sentence in _TEXT_SENTENCE.findall(text):
         if INSTRUCTION_RE.search(sentence):
             skipping = True
-            continue
-        if skipping and _FOLLOW_ON.search(sentence):
-            continue
-        skipping = False
-        out.append(sentence)
-    return "".join(out)
+        elif not (skipping and _FOLLOW_ON.search(sentence)):
+            skipping = False
+        out.append((sentence, skipping))
+    return out
+
+
+def without_instructions(text: str) -> str:
+    """``text`` minus its sentences that give a model orders, and the orders right after them."""
+    return "".join(sentence for sentence, order in _sentences_marked(text) if not order)
+
+
+def order_sentences(text: str) -> set[str]:
+    """The sentences of ``text`` (stripped) that ``without_instructions`` drops: a generator
+    quoting the text must not present them as what a report says."""
+    return {sentence.strip() for sentence, order in _sentences_marked(text) if order and sentence.strip()}
 
 
 def figures_in(text: str) -> list[str]:
