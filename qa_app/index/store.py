@@ -2,29 +2,57 @@
 
 Writes go catalog-last: vectors are upserted first, then the catalog swaps the chunk list
 in one transaction, then stale vectors are deleted. Readers only trust chunk ids the
-catalog lists, so a crash between steps leaves extra vectors, never missing ones.
+catalog lists, so a crash between steps leaves extra vectors, never missing ones. BM25 is
+never stored: it is rebuilt from the catalog's token lists, so it cannot disagree with it.
+
+Every write holds the writer lock (``lock.py``) and marks the catalog "writing" until it
+ends cleanly. A writer that finds the mark left behind knows its predecessor died
+mid-write and first reconciles Chroma with the catalog (orphan vectors deleted, missing
+ones restored from the embedding cache), so the next ingest finishes the work.
 """
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
+import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from qa_app.index.bm25 import BM25Index
 from qa_app.index.catalog import Catalog
+from qa_app.index.crash import crash_point
 from qa_app.index.embeddings import embedder_name, make_embeddings
+from qa_app.index.lock import WriterLock
 from qa_app.index.vector_store import ChromaStore
 from qa_app.models import Chunk, DocumentInfo
 
 
+log = logging.getLogger(__name__)
+
+WRITING_FLAG = "writing"
+
+
 def text_hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class VectorDrift:
+    """How Chroma disagrees with the catalog (the catalog is right)."""
+
+    orphans: list[str]  # vectors of chunks the catalog does not list
+    missing: list[str]  # catalog chunks without a vector
+
+    def __bool__(self) -> bool:
+        return bool(self.orphans or self.missing)
 
 
 @dataclass(frozen=True)
@@ -55,6 +83,7 @@ class Index:
         self._chroma: ChromaStore | None = None
         self._lock = threading.RLock()
         self._snap: Snapshot | None = None
+        self.writer = WriterLock(self.data_dir / "writer.lock")
 
     # --- components, created on first use ---------------------------------------------------
     @property
@@ -133,6 +162,80 @@ class Index:
         return [(cid, s) for cid, s in hits if cid in snap.chunks]
 
     # --- writing ------------------------------------------------------------------------------
+    @contextmanager
+    def writing(
+        self, purpose: str, on_wait: Callable[[str], None] = log.warning, timeout: Optional[float] = None
+    ) -> Iterator[VectorDrift | None]:
+        """Hold the writer lock for a block of writes (re-entrant); waits, saying why, while another writer runs.
+
+        Yields what had to be reconciled because the previous write was interrupted (None if nothing).
+        """
+        with self.writer.hold(purpose, on_wait, timeout) as outermost:
+            if not outermost:
+                yield None
+                return
+            healed = None
+            left = self.catalog.get_flag(WRITING_FLAG)
+            if left:
+                log.warning("an earlier write was interrupted (%s); reconciling the vectors with the catalog", left)
+                healed = self._fix_vectors()
+            marker = {"pid": os.getpid(), "purpose": purpose, "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            self.catalog.set_flag(WRITING_FLAG, json.dumps(marker))
+            yield healed
+            # Only a write that ran to the end clears the mark; an exception leaves it for the next writer.
+            self.catalog.set_flag(WRITING_FLAG, None)
+
+    def interrupted_write(self) -> dict | None:
+        """The mark of a write that never finished, if any (only meaningful while no writer runs)."""
+        raw = self.catalog.get_flag(WRITING_FLAG)
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return {"raw": raw}
+
+    def vector_drift(self) -> VectorDrift:
+        listed = set(self.catalog.chunk_ids())
+        stored = self.chroma.all_ids()
+        return VectorDrift(orphans=sorted(stored - listed), missing=sorted(listed - stored))
+
+    def reconcile(self) -> VectorDrift:
+        """Make Chroma agree with the catalog under the writer lock; returns what had to be fixed."""
+        with self.writing("reconcile"):
+            return self._fix_vectors()
+
+    def _fix_vectors(self) -> VectorDrift:
+        drift = self.vector_drift()
+        if drift.orphans:
+            self.chroma.delete(drift.orphans)
+        crash_point("reconcile")
+        if drift.missing:
+            self.restore_vectors(drift.missing)
+        return drift
+
+    def restore_vectors(self, chunk_ids: list[str]) -> None:
+        """Upsert vectors for catalog chunks, from the embedding cache where it has them."""
+        # Straight from the catalog, not a snapshot: this must work even when BM25 cannot be built.
+        chunks = self.catalog.chunks(chunk_ids)
+        docs = {d.doc_id: d for d in self.catalog.documents()}
+        for doc_id in sorted({c.doc_id for c in chunks}):
+            mine = [c for c in chunks if c.doc_id == doc_id]
+            vectors = self.embed_texts([c.index_text() for c in mine])
+            self.chroma.upsert([c.chunk_id for c in mine], vectors, self._metadatas(docs[doc_id], mine))
+
+    def rebuild_vectors(self) -> int:
+        """Empty the Chroma collection and refill it from the catalog (for a damaged vector store)."""
+        with self.writing("rebuild vectors"):
+            self.chroma.reset()
+            ids = self.catalog.chunk_ids()
+            self.restore_vectors(ids)
+            return len(ids)
+
+    @staticmethod
+    def _metadatas(doc: DocumentInfo, chunks: list[Chunk]) -> list[dict[str, Any]]:
+        return [{"doc_id": c.doc_id, "year": doc.year or 0, "ordinal": c.ordinal, "kind": c.kind} for c in chunks]
+
     def embed_texts(self, texts: list[str], progress=None) -> list[list[float]]:
         """Embed with a content-hash cache: unchanged chunk texts are never embedded twice."""
         model = self.model_name
@@ -148,28 +251,31 @@ class Index:
             batch = todo[i : i + step]
             vectors = self.embeddings.embed_documents([t for _, t in batch])
             fresh = {h: v for (h, _), v in zip(batch, vectors)}
+            # Cached as soon as computed: an ingest killed later keeps this work for the next run.
             self.catalog.cache_vectors(model, fresh)
             cached.update(fresh)
+            crash_point("embedded", len(batch))
             if progress is not None:
                 progress.update(len(batch))
         return [cached[h] for h in hashes]
 
     def put_document(self, doc: DocumentInfo, chunks: list[Chunk], tokens: list[list[str]], vectors: list[list[float]]) -> None:
-        old_ids = set(self.catalog.chunk_ids(doc.doc_id))
-        metas: list[dict[str, Any]] = [
-            {"doc_id": c.doc_id, "year": doc.year or 0, "ordinal": c.ordinal, "kind": c.kind} for c in chunks
-        ]
-        self.chroma.upsert([c.chunk_id for c in chunks], vectors, metas)
-        self.catalog.replace_document(doc, chunks, tokens, datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        stale = sorted(old_ids - {c.chunk_id for c in chunks})
-        if stale:
-            self.chroma.delete(stale)
+        with self.writing(f"write {doc.doc_id}"):
+            self.chroma.upsert([c.chunk_id for c in chunks], vectors, self._metadatas(doc, chunks))
+            crash_point("vectors")
+            self.catalog.replace_document(doc, chunks, tokens, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            crash_point("committed")
+            # Asking Chroma (not the old catalog rows) also sweeps vectors an interrupted earlier write left behind.
+            stale = sorted(self.chroma.ids_for_doc(doc.doc_id) - {c.chunk_id for c in chunks})
+            if stale:
+                self.chroma.delete(stale)
 
     def delete_document(self, doc_id: str) -> bool:
-        ids = self.catalog.delete_document(doc_id)
-        if ids:
-            self.chroma.delete(ids)
-        return bool(ids)
+        with self.writing(f"delete {doc_id}"):
+            ids = self.catalog.delete_document(doc_id)
+            if ids:
+                self.chroma.delete(ids)
+            return bool(ids)
 
     def close(self) -> None:
         self.catalog.close()

@@ -42,17 +42,30 @@ class ChromaStore:
             path = Path(settings.resolved_data_dir()) / "chroma"
             path.mkdir(parents=True, exist_ok=True)
             self.client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
-        self.collection = self.client.get_or_create_collection(
-            _collection_name(settings.chroma_collection, model_name),
-            embedding_function=None,
-            configuration={"hnsw": {"space": "cosine"}},
+        self.name = _collection_name(settings.chroma_collection, model_name)
+        self.collection = self._open_collection()
+
+    def _open_collection(self):
+        return self.client.get_or_create_collection(
+            self.name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
         )
+
+    def reset(self) -> None:
+        """Drop the collection and start it empty (the catalog and embedding cache can refill it)."""
+        try:
+            self.client.delete_collection(self.name)
+        except Exception:  # noqa: BLE001 - a damaged or missing collection is what we are replacing
+            pass
+        self.collection = self._open_collection()
 
     def count(self) -> int:
         return self.collection.count()
 
     def all_ids(self) -> set[str]:
         return set(self.collection.get(include=[])["ids"])
+
+    def ids_for_doc(self, doc_id: str) -> set[str]:
+        return set(self.collection.get(where={"doc_id": doc_id}, include=[])["ids"])
 
     def upsert(self, ids: list[str], vectors: list[list[float]], metadatas: list[dict[str, Any]]) -> None:
         step = 2000  # stay under Chroma's max batch size

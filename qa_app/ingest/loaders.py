@@ -5,6 +5,8 @@ Adding a type is one function plus one line in ``LOADERS``.
 """
 from __future__ import annotations
 
+import codecs
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -13,15 +15,32 @@ class LoaderError(ValueError):
     """A file that cannot be read as a document; the message says why."""
 
 
+# Control characters other than tab, newlines and form feed never occur in real text;
+# a few percent of them means bytes that merely happen to decode (junk named .txt).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_MAX_CONTROL_SHARE = 0.01
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
 def _decode(data: bytes, name: str) -> str:
+    if data.startswith(_UTF16_BOMS):  # Windows "Unicode" text: full of NUL bytes, yet text
+        return _plausible(data.decode("utf-16"), name)
     if b"\x00" in data[:4096]:
-        raise LoaderError(f"{name}: looks like a binary file, not text")
+        raise LoaderError(f"{name}: looks like a binary file, not text (NUL bytes)")
+    # GB18030 is a superset of GBK and GB2312, so one try covers the mainland encodings.
     for enc in ("utf-8-sig", "gb18030", "big5"):
         try:
-            return data.decode(enc)
+            return _plausible(data.decode(enc), name)
         except UnicodeDecodeError:
             continue
-    raise LoaderError(f"{name}: not valid UTF-8, GB18030 or Big5 text")
+    raise LoaderError(f"{name}: not valid UTF-8, GB18030/GBK or Big5 text (a binary file, or another encoding)")
+
+
+def _plausible(text: str, name: str) -> str:
+    sample = text[:20000]
+    if sample and len(_CONTROL.findall(sample)) > _MAX_CONTROL_SHARE * len(sample):
+        raise LoaderError(f"{name}: looks like a binary file, not text (control characters)")
+    return text
 
 
 def load_text(path: Path) -> str:
@@ -42,24 +61,34 @@ def load_html(path: Path) -> str:
 
 def load_pdf(path: Path) -> str:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
+    with path.open("rb") as f:
+        head = f.read(1024)
+    if b"%PDF" not in head:  # the spec allows junk before the header, within the first 1 KB
+        raise LoaderError(f"{path.name}: not a PDF file (no %PDF header)")
+    # pypdf raises many exception types on damaged input; any of them means "unreadable".
     try:
         reader = PdfReader(str(path))
-        if reader.is_encrypted:
-            try:
-                if not reader.decrypt(""):
-                    raise LoaderError(f"{path.name}: the PDF is encrypted with a password")
-            except LoaderError:
-                raise
-            except Exception as exc:
-                raise LoaderError(f"{path.name}: the PDF is encrypted and cannot be opened ({exc})")
+        encrypted = reader.is_encrypted
+    except Exception as exc:  # noqa: BLE001
+        raise LoaderError(f"{path.name}: not a readable PDF, damaged or truncated ({exc})") from exc
+    if encrypted:
+        _unlock_pdf(reader, path.name)
+    try:
         pages = [page.extract_text() or "" for page in reader.pages]
-    except LoaderError:
-        raise
-    except (PdfReadError, ValueError, KeyError, OSError) as exc:
-        raise LoaderError(f"{path.name}: not a readable PDF ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise LoaderError(f"{path.name}: the PDF's pages cannot be read, damaged or truncated ({exc})") from exc
     return "\n".join(pages)
+
+
+def _unlock_pdf(reader, name: str) -> None:
+    """Open a PDF encrypted without a user password (common: owner-only restrictions)."""
+    try:
+        opened = reader.decrypt("")
+    except Exception as exc:  # noqa: BLE001 - e.g. AES without the optional crypto library
+        raise LoaderError(f"{name}: the PDF is encrypted and cannot be opened ({exc})") from exc
+    if not opened:
+        raise LoaderError(f"{name}: the PDF is encrypted with a password; save an unprotected copy to index it")
 
 
 def load_docx(path: Path) -> str:
@@ -68,8 +97,10 @@ def load_docx(path: Path) -> str:
 
     try:
         document = docx.Document(str(path))
-    except (PackageNotFoundError, KeyError, ValueError, OSError) as exc:
-        raise LoaderError(f"{path.name}: not a readable .docx file ({exc})") from exc
+    except PackageNotFoundError as exc:
+        raise LoaderError(f"{path.name}: not a readable .docx file (not a Word document package)") from exc
+    except Exception as exc:  # noqa: BLE001 - damaged zips raise BadZipFile, KeyError, XML errors …
+        raise LoaderError(f"{path.name}: not a readable .docx file, damaged or truncated ({exc})") from exc
     lines = [p.text for p in document.paragraphs]
     for table in document.tables:
         for row in table.rows:
