@@ -560,19 +560,29 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
                     status = 415 if any(not supported(staged[n]) for n in failed) else 422
                     raise ApiError(status, "; ".join(failed.values()), failed=failed)
                 uploads_dir.mkdir(parents=True, exist_ok=True)
-                saved = []
+                saved, previous = [], {}
                 for name, path in staged.items():
                     final = uploads_dir / name
+                    if final.exists():  # kept aside until the new version is indexed
+                        previous[name] = staging / f".previous-{name}"
+                        final.replace(previous[name])
                     path.replace(final)
                     saved.append(final)
+                report = ingest(saved, index, progress=False)
+                failed = {Path(k).name: v for k, v in report.failed.items()}
+                # A file the index refused (a duplicate, a name taken by another document) must
+                # not linger in uploads/, nor replace the version that stays indexed.
+                for name in failed:
+                    if name in previous:
+                        previous[name].replace(uploads_dir / name)
+                    else:
+                        (uploads_dir / name).unlink(missing_ok=True)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
                 try:
                     staging.parent.rmdir()  # only when no other upload is staged there
                 except OSError:
                     pass
-            report = ingest(saved, index, progress=False)
-        failed = {Path(k).name: v for k, v in report.failed.items()}
         by_id = {d.doc_id: d for d in index.documents()}
         body = {
             "added": report.added, "updated": report.updated, "unchanged": report.unchanged,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import socket
 import threading
@@ -442,3 +443,24 @@ def test_sixteen_concurrent_asks(base):
     assert [r.status_code for r in results] == [200] * 16
     gdp = [r.json() for i, r in enumerate(results) if i % len(questions) == 0]
     assert all("6%" in a["answer"] and a["citations"][0]["doc_id"] == GDP_DOC for a in gdp)
+
+
+def test_upload_refused_by_the_index_leaves_no_file_and_keeps_the_old_version(upload_base):
+    """A duplicate under another name is refused by ingest: the upload is not kept on disk,
+    and a refused new version never replaces the file of the version that stays indexed."""
+    url, a = upload_base
+    uploads = Path(a.index.data_dir) / "uploads"
+    first = PARKS_TEXT.replace("12座", "31座").encode()
+    other = PARKS_TEXT.replace("12座", "32座").encode()
+    assert httpx.post(f"{url}/v1/documents", files={"files": ("first.txt", first)}, timeout=60).status_code == 200
+    assert httpx.post(f"{url}/v1/documents", files={"files": ("other.txt", other)}, timeout=60).status_code == 200
+    r = httpx.post(f"{url}/v1/documents", files={"files": ("copy.txt", first)}, timeout=60)
+    assert r.status_code == 422 and "duplicate" in error_message(r) and "first.txt" in error_message(r)
+    assert not (uploads / "copy.txt").exists()
+    # other.txt's new bytes duplicate first.txt: refused, and other.txt on disk is still its indexed version.
+    r = httpx.post(f"{url}/v1/documents", files={"files": ("other.txt", first)}, timeout=60)
+    assert r.status_code == 422 and "duplicate" in error_message(r)
+    assert (uploads / "other.txt").read_bytes() == other
+    assert a.index.catalog.document_sha("other.txt") == hashlib.sha256(other).hexdigest()
+    for doc_id in ("first.txt", "other.txt"):
+        assert httpx.delete(f"{url}/v1/documents/{doc_id}").status_code == 200
