@@ -1,4 +1,4 @@
-"""Command line: ingest, ask, search, eval, documents, run.
+"""Command line: ingest, ask, search, eval (eval-diff, eval-report), documents, run.
 
 Every command reads the same settings (``QA_*`` environment variables or ``qa_app.toml``);
 ``--data-dir`` overrides where the index lives.
@@ -158,38 +158,105 @@ def eval_cmd(
     files: list[Path] = typer.Argument(..., help="Eval sets (JSONL, one item per line; see DESIGN.md)."),
     data_dir: Optional[Path] = DataDir,
     top_k: int = typer.Option(10, "--top-k", min=1, max=100, help="Passages retrieved for recall@k (k up to this)."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Write metrics, per-category figures and every item here."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write run settings, metrics, per-category figures and every item here."),
+    report_dir: Optional[Path] = typer.Option(None, "--report", help="Write report.md and report.html (charts, every failed item) into this folder."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Answer generator for this run (overrides QA_GENERATOR); see `qa-app backends`."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, max=64, help="Questions run at once (default: 1 for extractive and transformers, 4 for openai)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Ignore results saved by an interrupted run and start over."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
-    """Run Q&A sets through retrieval and the answerer; print recall@k, MRR, accuracy, refusals, latency."""
-    from qa_app.evaluate import EvalSetError, by_category, evaluate, format_table, load_eval_set, summarise
+    """Run Q&A sets through retrieval and the answerer; print recall@k, MRR, accuracy, refusals, latency.
 
-    assistant = _assistant(_settings(data_dir))
-    if len(assistant.index) == 0:
-        _fail("the index is empty: run `qa-app ingest` first")
+    Finished items are saved as they come (next to --json, else in --report, else in the data
+    folder); after Ctrl-C the same command resumes where it stopped."""
+    from qa_app.evaluate import (
+        DEFAULT_WORKERS, Checkpoint, EvalSetError, checkpoint_path, evaluate, format_category_table,
+        format_table, load_eval_sets, results_document, run_info, settings_fingerprint, write_json,
+    )
+    from qa_app.llm.base import GeneratorError
+    from qa_app.llm.registry import GENERATORS
+
+    if backend is not None and backend not in GENERATORS:
+        _fail(f"unknown backend {backend!r}; available: {', '.join(GENERATORS)}")
+    settings = _settings(data_dir, generator=backend)
     try:
-        items = [item for f in files for item in load_eval_set(f)]
+        items = load_eval_sets(files)
     except (EvalSetError, OSError) as exc:
         _fail(str(exc))
-    results = evaluate(items, assistant, top_k=top_k, progress=not quiet)
-    metrics = summarise(results)
-    typer.echo(format_table(metrics))
-    cats = by_category(results)
-    typer.echo("\n| category | n | recall@5 | correct |\n|---|---|---|---|")
-    for cat, m in cats.items():
-        r5 = "—" if m["recall@5"] != m["recall@5"] else f"{m['recall@5']:.2f}"
-        typer.echo(f"| {cat} | {int(m['n'])} | {r5} | {m['correct']:.2f} |")
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(
-            json.dumps(
-                {"metrics": metrics, "by_category": cats, "items": [r.to_dict() for r in results]},
-                ensure_ascii=False,
-                indent=1,
-            ),
-            encoding="utf-8",
+    assistant = _assistant(settings)
+    if len(assistant.index) == 0:
+        _fail("the index is empty: run `qa-app ingest` first")
+    workers = workers or DEFAULT_WORKERS.get(settings.generator, 1)
+    fingerprint = settings_fingerprint(settings, top_k, assistant.index.documents())
+    checkpoint = Checkpoint(checkpoint_path(json_path, report_dir, settings.resolved_data_dir()), fingerprint)
+    if fresh:
+        checkpoint.clear()
+    done = checkpoint.load(items)
+    if done:
+        typer.echo(f"resuming: {len(done)} of {len(items)} items done earlier ({checkpoint.path}); --fresh starts over", err=True)
+    try:
+        results = evaluate(items, assistant, top_k=top_k, progress=not quiet, workers=workers, done=done, on_result=checkpoint.append)
+    except (KeyboardInterrupt, GeneratorError) as exc:
+        saved = len(checkpoint.load(items))
+        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped: {exc}"
+        typer.secho(
+            f"\n{why}\n{saved} of {len(items)} items done, saved in {checkpoint.path}.\n"
+            "Run the same command again to resume (add --fresh to start over).",
+            fg=typer.colors.YELLOW,
+            err=True,
         )
+        raise typer.Exit(130 if isinstance(exc, KeyboardInterrupt) else 1)
+    fallbacks = sum(1 for r in results if r.answered_by and r.answered_by != settings.generator)
+    if fallbacks:
+        typer.secho(f"warning: {fallbacks} of {len(results)} answers are not from {settings.generator} "
+                    "(fallbacks: see answered_by and reasons in the items)", fg=typer.colors.YELLOW, err=True)
+    document = results_document(results, run_info(settings, top_k=top_k, workers=workers, files=files, fingerprint=fingerprint))
+    typer.echo(format_table(document["metrics"]))
+    typer.echo("\n" + format_category_table(document["by_category"]))
+    if json_path:
+        write_json(json_path, document)
         typer.echo(f"\nwrote {json_path}")
+    if report_dir:
+        _write_report(document, report_dir)
+    # The run is complete and written: a later run should measure afresh, not replay this one.
+    checkpoint.clear()
+
+
+def _write_report(document, report_dir: Path) -> None:
+    from qa_app.eval_report import write_report
+
+    typer.echo(f"wrote {write_report(document, report_dir)} and report.md")
+
+
+def _load_results(path: Path):
+    from qa_app.eval_diff import load_results
+
+    try:
+        return load_results(path)
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
+
+
+@app.command("eval-diff")
+def eval_diff_cmd(
+    before: Path = typer.Argument(..., help="Results of the earlier run (`qa-app eval --json`)."),
+    after: Path = typer.Argument(..., help="Results of the later run."),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+):
+    """Which items got better or worse between two eval runs (answers, refusals, evidence rank) and the metric deltas."""
+    from qa_app.eval_diff import diff, format_diff
+
+    d = diff(_load_results(before), _load_results(after))
+    typer.echo(json.dumps(d, ensure_ascii=False, indent=1) if as_json else format_diff(d))
+
+
+@app.command("eval-report")
+def eval_report_cmd(
+    results: Path = typer.Argument(..., help="Results of a run (`qa-app eval --json`)."),
+    report_dir: Path = typer.Argument(..., help="Folder for report.md and report.html."),
+):
+    """Write the report of an earlier eval run from its --json results, without running it again."""
+    _write_report(_load_results(results), report_dir)
 
 
 @app.command()
@@ -309,6 +376,11 @@ def serve(
     app_ = create_app(settings, Assistant(settings, index=index))
     typer.echo(f"Chat page: http://{settings.host}:{settings.port}/   API docs: http://{settings.host}:{settings.port}/docs")
     uvicorn.run(app_, host=settings.host, port=settings.port, log_level="warning")
+
+
+from qa_app.doctor import doctor_command  # noqa: E402  (it needs _settings defined above)
+
+app.command("doctor")(doctor_command)
 
 
 def main() -> None:  # pragma: no cover

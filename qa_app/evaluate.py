@@ -3,19 +3,36 @@
 Metrics: recall@k and MRR (a hit is a retrieved chunk of the evidence document that
 contains an evidence quote, compared in normalised form), answer accuracy (every answer
 key contained), refusal accuracy, false refusals, citation precision, latency.
+
+A run can be interrupted and resumed: every finished item is appended to a checkpoint
+(JSONL) keyed by (file, id, settings fingerprint), and a later run with the same settings
+skips the items found there.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import statistics
+import subprocess
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from qa_app.text import match_form
 
 NO_ANSWER_CATEGORIES = {"unanswerable", "missing_figure"}
+PASSAGES_KEPT = 5  # retrieved passages stored per item: what the report shows for a failure
+
+# Concurrent questions also share the CPU, which inflates the latency the run reports. The
+# extractive answerer is mostly pure Python under the GIL (only the query embedding runs
+# outside it): on the dev set, 2 threads cut wall time by ~1.3-1.6x on 2 busy cores, not
+# enough to give up clean per-question latency by default. An in-process transformers model
+# already uses every core; an HTTP model mostly waits, so there threads pay off.
+DEFAULT_WORKERS = {"extractive": 1, "transformers": 1, "openai": 4}
 
 
 class EvalSetError(ValueError):
@@ -30,10 +47,19 @@ class EvalItem:
     evidence: list[dict[str, str]]
     category: str
     raw: dict[str, Any] = field(default_factory=dict)
+    file: str = ""  # the eval set's file name: ids are only unique within one file
 
     @property
     def answerable(self) -> bool:
         return bool(self.answer_keys) and self.category not in NO_ANSWER_CATEGORIES
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.file, self.id)
+
+    def digest(self) -> str:
+        """Changes when the item is edited, so a checkpointed result of the old wording is not reused."""
+        return hashlib.sha1(json.dumps(self.raw, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def load_eval_set(path: Path) -> list[EvalItem]:
@@ -51,16 +77,31 @@ def load_eval_set(path: Path) -> list[EvalItem]:
                     evidence=list(obj.get("evidence") or []),
                     category=str(obj.get("category", "")),
                     raw=obj,
+                    file=path.name,
                 )
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise EvalSetError(f"{path}:{n}: not a valid eval item ({exc})") from exc
     return items
 
 
+def load_eval_sets(paths: Iterable[Path]) -> list[EvalItem]:
+    items = [item for p in paths for item in load_eval_set(p)]
+    seen: set[tuple[str, str]] = set()
+    for item in items:
+        if item.key in seen:
+            raise EvalSetError(f"{item.file}: id {item.id!r} appears twice (results are keyed by file and id)")
+        seen.add(item.key)
+    return items
+
+
+def _quotes(item: EvalItem) -> list[tuple[str | None, str]]:
+    return [(e.get("doc"), match_form(e.get("quote", ""))) for e in item.evidence if e.get("quote")]
+
+
 def hit_rank(item: EvalItem, retrieved: Iterable[tuple[str, str]]) -> int | None:
     """1-based rank of the first (doc_id, text) that holds an evidence quote, else None."""
-    quotes = [(e.get("doc"), match_form(e.get("quote", ""))) for e in item.evidence if e.get("quote")]
+    quotes = _quotes(item)
     for rank, (doc_id, text) in enumerate(retrieved, 1):
         t = match_form(text)
         if any((d is None or d == doc_id) and q and q in t for d, q in quotes):
@@ -94,80 +135,203 @@ class ItemResult:
     grounded: bool = True
     latency_ms: float = 0.0
     retrieved: list[dict[str, Any]] = field(default_factory=list)
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    answered_by: str = ""  # the backend that answered: an LLM run may fall back to extractive
+    reasons: list[str] = field(default_factory=list)  # the answerer's notes (checks failed, fallbacks)
 
-    def to_dict(self) -> dict[str, Any]:
+    @property
+    def outcome_ok(self) -> bool:
+        """Right for its kind: a correct answer when answerable, a refusal when not."""
+        return self.correct if self.item.answerable else self.refused
+
+    def result_fields(self) -> dict[str, Any]:
+        """What the run produced (not the item): the checkpoint stores exactly this."""
         return {
-            **self.item.raw,
             "rank": self.rank,
             "given_answer": self.answer,
             "refused": self.refused,
             "correct": self.correct,
+            "answerable": self.item.answerable,
+            "cited": self.cited,
+            "cited_hits": self.cited_hits,
             "grounded": self.grounded,
             "latency_ms": round(self.latency_ms, 2),
             "retrieved": self.retrieved,
+            "citations": self.citations,
+            "answered_by": self.answered_by,
+            "reasons": self.reasons,
         }
+
+    def to_dict(self) -> dict[str, Any]:
+        # Every field of the eval item is carried, unknown ones included, so a report or a
+        # later script can group by them.
+        item = self.item
+        core = {"id": item.id, "question": item.question, "answer_keys": item.answer_keys, "evidence": item.evidence,
+                "category": item.category}
+        return {**core, **item.raw, "file": item.file, **self.result_fields()}
+
+    @classmethod
+    def from_fields(cls, item: EvalItem, fields: dict[str, Any]) -> "ItemResult":
+        return cls(
+            item=item,
+            rank=fields["rank"],
+            answer=fields["given_answer"],
+            refused=fields["refused"],
+            correct=fields["correct"],
+            cited_hits=fields["cited_hits"],
+            cited=fields["cited"],
+            grounded=fields["grounded"],
+            latency_ms=fields["latency_ms"],
+            retrieved=fields["retrieved"],
+            citations=fields["citations"],
+            answered_by=fields.get("answered_by", ""),
+            reasons=fields.get("reasons", []),
+        )
+
+
+def _hit_at(r: ItemResult, k: int) -> float:
+    return 1.0 if r.rank and r.rank <= k else 0.0
+
+
+def _with_evidence(results: list[ItemResult]) -> list[ItemResult]:
+    return [r for r in results if r.item.evidence and r.item.category not in NO_ANSWER_CATEGORIES]
 
 
 def summarise(results: list[ItemResult], ks=(1, 5, 10)) -> dict[str, float]:
-    with_evidence = [r for r in results if r.item.evidence and r.item.category not in NO_ANSWER_CATEGORIES]
+    with_evidence = _with_evidence(results)
     answerable = [r for r in results if r.item.answerable]
     unanswerable = [r for r in results if not r.item.answerable]
+    answered = [r for r in answerable if not r.refused]
     m: dict[str, float] = {}
     for k in ks:
-        m[f"recall@{k}"] = _mean([1.0 if r.rank and r.rank <= k else 0.0 for r in with_evidence])
+        m[f"recall@{k}"] = _mean([_hit_at(r, k) for r in with_evidence])
     m["mrr"] = _mean([1.0 / r.rank if r.rank else 0.0 for r in with_evidence])
     m["answer_accuracy"] = _mean([1.0 if r.correct else 0.0 for r in answerable])
     m["refusal_accuracy"] = _mean([1.0 if r.refused else 0.0 for r in unanswerable])
     m["false_refusal_rate"] = _mean([1.0 if r.refused else 0.0 for r in answerable])
-    cited = sum(r.cited for r in answerable if not r.refused)
-    m["citation_precision"] = (sum(r.cited_hits for r in answerable if not r.refused) / cited) if cited else 0.0
+    cited = sum(r.cited for r in answered)
+    m["citation_precision"] = (sum(r.cited_hits for r in answered) / cited) if cited else 0.0
     m["grounded_rate"] = _mean([1.0 if r.grounded else 0.0 for r in results])
     m["answer_chars_median"] = float(statistics.median([len(r.answer) for r in results])) if results else 0.0
     lat = [r.latency_ms for r in results]
     m["latency_p50_ms"] = percentile(lat, 0.5)
     m["latency_p95_ms"] = percentile(lat, 0.95)
-    m["n"] = float(len(results))
+    m["n"] = len(results)
     return m
+
+
+def recall_curve(results: list[ItemResult], max_k: int) -> list[float]:
+    """recall@k for k = 1..max_k."""
+    ev = _with_evidence(results)
+    return [_mean([_hit_at(r, k) for r in ev]) for k in range(1, max_k + 1)]
 
 
 def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
 
 
-def evaluate(items: list[EvalItem], assistant, *, top_k: int = 10, progress: bool = True) -> list[ItemResult]:
-    """Run every item through retrieval (top_k, for recall@k) and the answerer."""
-    from tqdm import tqdm
-
-    results = []
-    for item in tqdm(items, desc="Evaluating", unit="q", disable=not progress):
-        passages = assistant.search(item.question, k=top_k)
-        rank = hit_rank(item, [(p.doc.doc_id, p.chunk.text) for p in passages])
-        t0 = time.perf_counter()
-        ans = assistant.ask(item.question)
-        latency = (time.perf_counter() - t0) * 1000
-        cited_hits = sum(
-            1 for c in ans.citations if hit_rank(item, [(c.doc_id, _chunk_text(assistant, c.chunk_id))]) is not None
-        )
-        results.append(
-            ItemResult(
-                item=item,
-                rank=rank,
-                answer=ans.text,
-                refused=ans.refused,
-                correct=(not ans.refused) and answer_correct(item, ans.text),
-                cited_hits=cited_hits,
-                cited=len(ans.citations),
-                grounded=ans.grounded,
-                latency_ms=latency,
-                retrieved=[{"doc": p.doc.doc_id, "chunk_id": p.chunk.chunk_id, "text": p.chunk.text[:300]} for p in passages[:5]],
-            )
-        )
-    return results
+def run_item(item: EvalItem, assistant, top_k: int) -> ItemResult:
+    """One question through retrieval (top_k, for recall@k) and the answerer."""
+    passages = assistant.search(item.question, k=top_k)
+    rank = hit_rank(item, [(p.doc.doc_id, p.chunk.text) for p in passages])
+    t0 = time.perf_counter()
+    ans = assistant.ask(item.question)
+    latency = (time.perf_counter() - t0) * 1000
+    citations = [
+        {
+            "n": c.n,
+            "doc": c.doc_id,
+            "chunk_id": c.chunk_id,
+            "section": c.section,
+            "quote": c.quote,
+            "evidence": hit_rank(item, [(c.doc_id, _chunk_text(assistant, c.chunk_id))]) is not None,
+        }
+        for c in ans.citations
+    ]
+    return ItemResult(
+        item=item,
+        rank=rank,
+        answer=ans.text,
+        refused=ans.refused,
+        correct=(not ans.refused) and answer_correct(item, ans.text),
+        cited_hits=sum(c["evidence"] for c in citations),
+        cited=len(citations),
+        grounded=ans.grounded,
+        latency_ms=latency,
+        retrieved=[
+            {
+                "rank": n,
+                "doc": p.doc.doc_id,
+                "chunk_id": p.chunk.chunk_id,
+                "section": p.chunk.section,
+                "text": p.chunk.text,
+                "evidence": hit_rank(item, [(p.doc.doc_id, p.chunk.text)]) is not None,
+            }
+            for n, p in enumerate(passages[:PASSAGES_KEPT], 1)
+        ],
+        citations=citations,
+        answered_by=ans.backend,
+        reasons=list(ans.reasons),
+    )
 
 
 def _chunk_text(assistant, chunk_id: str) -> str:
     chunk = assistant.index.chunk(chunk_id)
     return chunk.text if chunk else ""
+
+
+def evaluate(
+    items: list[EvalItem],
+    assistant,
+    *,
+    top_k: int = 10,
+    progress: bool = True,
+    workers: int = 1,
+    done: dict[tuple[str, str], ItemResult] | None = None,
+    on_result: Callable[[ItemResult], None] | None = None,
+) -> list[ItemResult]:
+    """Results for ``items`` in their order. Items in ``done`` (by ``EvalItem.key``) are not run
+    again; every new result goes to ``on_result`` as soon as it is finished, in the calling
+    thread, so a checkpoint never sees two writers. An exception (Ctrl-C) stops the run:
+    questions not yet started are cancelled, finished ones have already been handed over."""
+    from tqdm import tqdm
+
+    done = dict(done or {})
+    todo = [i for i in items if i.key not in done]
+    bar = tqdm(total=len(items), initial=len(items) - len(todo), desc="Evaluating", unit="q", disable=not progress)
+
+    def finished(result: ItemResult) -> None:
+        done[result.item.key] = result
+        if on_result:
+            on_result(result)
+        bar.update()
+
+    try:
+        _run_pool(todo, assistant, top_k, max(1, workers), finished)
+    finally:
+        bar.close()
+    return [done[i.key] for i in items]
+
+
+def _run_pool(todo: list[EvalItem], assistant, top_k: int, workers: int, finished: Callable[[ItemResult], None]) -> None:
+    # Even one worker runs off the main thread: the main thread only collects results, so it
+    # stays free to see Ctrl-C at once and is the checkpoint's only writer.
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eval")
+    pending = {pool.submit(run_item, item, assistant, top_k) for item in todo}
+    try:
+        while pending:
+            # A timeout keeps the main thread waking up, so Ctrl-C is seen promptly.
+            completed, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for fut in completed:
+                pending.discard(fut)
+                finished(fut.result())
+    except KeyboardInterrupt:
+        # Questions that finished while the interrupt arrived are kept too.
+        for fut in [f for f in pending if f.done() and not f.cancelled() and f.exception() is None]:
+            finished(fut.result())
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def by_category(results: list[ItemResult]) -> dict[str, dict[str, float]]:
@@ -176,17 +340,159 @@ def by_category(results: list[ItemResult]) -> dict[str, dict[str, float]]:
         cats.setdefault(r.item.category, []).append(r)
     out = {}
     for cat, rs in sorted(cats.items()):
-        ev = [r for r in rs if r.item.evidence and r.item.category not in NO_ANSWER_CATEGORIES]
+        ev = _with_evidence(rs)
         out[cat] = {
-            "n": float(len(rs)),
-            "recall@5": _mean([1.0 if r.rank and r.rank <= 5 else 0.0 for r in ev]) if ev else float("nan"),
-            "correct": _mean([1.0 if (r.correct if r.item.answerable else r.refused) else 0.0 for r in rs]),
+            "n": len(rs),
+            "recall@5": _mean([_hit_at(r, 5) for r in ev]) if ev else float("nan"),
+            "correct": _mean([1.0 if r.outcome_ok else 0.0 for r in rs]),
         }
     return out
 
 
+def format_value(key: str, v: float | None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if key == "n":
+        return str(int(v))
+    return f"{v:.1f}" if "ms" in key or "chars" in key else f"{v:.3f}"
+
+
 def format_table(metrics: dict[str, float]) -> str:
     lines = ["| metric | value |", "|---|---|"]
-    for k, v in metrics.items():
-        lines.append(f"| {k} | {int(v) if k == 'n' else (f'{v:.1f}' if 'ms' in k or 'chars' in k else f'{v:.3f}')} |")
+    lines += [f"| {k} | {format_value(k, v)} |" for k, v in metrics.items()]
     return "\n".join(lines)
+
+
+def format_category_table(cats: dict[str, dict[str, float]]) -> str:
+    lines = ["| category | n | recall@5 | correct |", "|---|---|---|---|"]
+    lines += [
+        f"| {cat} | {m['n']} | {format_value('recall@5', m['recall@5'])} | {m['correct']:.3f} |" for cat, m in cats.items()
+    ]
+    return "\n".join(lines)
+
+
+# --- settings fingerprint, run description, checkpoint ------------------------------------------
+
+# Settings that cannot change an answer: where things live, how the server listens, secrets.
+_NOT_IN_FINGERPRINT = {
+    "data_dir", "seeds_dir", "chroma_host", "chroma_port", "host", "port", "api_key", "llm_api_key",
+    "cors_origins", "max_upload_mb", "max_request_kb", "embedding_batch_size", "embedding_device",
+}
+
+
+def settings_fingerprint(settings, top_k: int, documents: Iterable[Any] = ()) -> str:
+    """Same fingerprint = same answers expected: the answer-relevant settings, top_k and the
+    indexed documents' contents. (Code changes are not seen: use --fresh after editing code.)"""
+    relevant = {k: v for k, v in settings.model_dump(mode="json").items() if k not in _NOT_IN_FINGERPRINT}
+    docs = sorted((d.doc_id, d.sha256) for d in documents)
+    blob = json.dumps({"settings": relevant, "top_k": top_k, "docs": docs}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    """HEAD of the checkout qa_app runs from, with "-dirty" when it has uncommitted changes."""
+    cwd = cwd or Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def run_info(settings, *, top_k: int, workers: int, files: list[Path], fingerprint: str) -> dict[str, Any]:
+    return {
+        "backend": settings.generator,
+        "llm_model": settings.llm_model,
+        "top_k": top_k,
+        "workers": workers,
+        "embedding_model": settings.embedding_model,
+        "files": [str(f) for f in files],
+        "git_commit": git_commit(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "fingerprint": fingerprint,
+    }
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN (a category with nothing to measure) is not valid JSON: write null."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def results_document(results: list[ItemResult], run: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What ``--json`` writes and ``eval-diff`` and the report read."""
+    return _json_safe(
+        {
+            "run": run or {},
+            "metrics": summarise(results),
+            "by_category": by_category(results),
+            "recall_curve": recall_curve(results, (run or {}).get("top_k", 10)),
+            "items": [r.to_dict() for r in results],
+        }
+    )
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(document, ensure_ascii=False, indent=1), encoding="utf-8")
+    tmp.replace(path)  # a reader never sees half a file
+
+
+class Checkpoint:
+    """Finished results, one JSON line each, keyed by (file, id, settings fingerprint).
+
+    Appended and flushed per item, so an interrupted run loses at most the item being
+    written (a torn last line is ignored on load)."""
+
+    def __init__(self, path: Path, fingerprint: str):
+        self.path = path
+        self.fingerprint = fingerprint
+
+    def load(self, items: list[EvalItem]) -> dict[tuple[str, str], ItemResult]:
+        """Results in the checkpoint for these items, under this fingerprint and item wording."""
+        if not self.path.is_file():
+            return {}
+        wanted = {i.key: i for i in items}
+        found: dict[tuple[str, str], ItemResult] = {}
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+                item = wanted.get((rec["file"], rec["id"]))
+                if item is not None and rec["fingerprint"] == self.fingerprint and rec["item"] == item.digest():
+                    found[item.key] = ItemResult.from_fields(item, rec["result"])
+            except (ValueError, KeyError, TypeError):
+                continue
+        return found
+
+    def append(self, result: ItemResult) -> None:
+        rec = {
+            "file": result.item.file,
+            "id": result.item.id,
+            "fingerprint": self.fingerprint,
+            "item": result.item.digest(),
+            "result": result.result_fields(),
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def checkpoint_path(json_path: Path | None, report_dir: Path | None, data_dir: Path) -> Path:
+    """Next to the results it will become, so one output location = one resumable run."""
+    if json_path is not None:
+        return json_path.with_name(json_path.name + ".checkpoint.jsonl")
+    if report_dir is not None:
+        return report_dir / "checkpoint.jsonl"
+    return data_dir / "eval_checkpoint.jsonl"

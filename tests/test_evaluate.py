@@ -1,7 +1,16 @@
 """Metric definitions on small hand-checked cases, and the dev set's own integrity."""
 import json
+import math
+import threading
 
-from qa_app.evaluate import EvalItem, ItemResult, answer_correct, hit_rank, load_eval_set, summarise
+import pytest
+
+from qa_app.config import Settings
+from qa_app.evaluate import (
+    Checkpoint, EvalItem, EvalSetError, ItemResult, answer_correct, by_category, evaluate, hit_rank, load_eval_set,
+    load_eval_sets, percentile, recall_curve, results_document, settings_fingerprint, summarise,
+)
+from qa_app.models import Answer, Chunk, Citation, DocumentInfo, Passage
 
 from .conftest import DEV_SET, SEEDS
 
@@ -52,3 +61,215 @@ def test_summary_metrics():
     assert m["refusal_accuracy"] == 1.0 and m["false_refusal_rate"] == 1 / 3
     assert m["citation_precision"] == 1 / 3
     assert m["latency_p50_ms"] == 25 and m["n"] == 4
+
+
+# --- metrics on hand-built results: every expected number below is worked out by hand ------------
+
+def _result(id_, category, keys, quotes, rank, answer, *, correct=False, refused=False, cited=0, hits=0,
+            grounded=True, latency=0.0):
+    item = EvalItem(id_, f"question {id_}", list(keys), [{"doc": "d.txt", "quote": q} for q in quotes], category)
+    return ItemResult(item, rank=rank, answer=answer, correct=correct, refused=refused, cited=cited, cited_hits=hits,
+                      grounded=grounded, latency_ms=latency)
+
+
+def hand_results():
+    return [
+        # answerable, found at rank 1, right; 2 citations of which 1 holds evidence; 7 chars
+        _result("a", "fact", ["6%"], ["增长6%"], 1, "增长6%[1]", correct=True, cited=2, hits=1, latency=10),
+        # answerable, found at rank 3, wrong, ungrounded; 5 chars
+        _result("b", "numeric", ["7"], ["七"], 3, "wrong", cited=1, hits=0, grounded=False, latency=30),
+        # unanswerable, refused; 2 chars
+        _result("c", "unanswerable", [], [], None, "没有", refused=True, latency=20),
+        # answerable, evidence not retrieved, falsely refused; 6 chars
+        _result("d", "numeric", ["9"], ["九"], None, "报告没有提到", refused=True, latency=40),
+        # missing figure (has evidence, yet counts as a no-answer item), answered instead of refused; 8 chars
+        _result("e", "missing_figure", [], ["某"], 2, "abcdefgh", cited=1, hits=1, latency=100),
+    ]
+
+
+def test_metrics_by_hand():
+    m = summarise(hand_results())
+    # recall and MRR over items with evidence outside the no-answer categories: a (1), b (3), d (miss)
+    assert m["recall@1"] == pytest.approx(1 / 3)
+    assert m["recall@5"] == pytest.approx(2 / 3) and m["recall@10"] == pytest.approx(2 / 3)
+    assert m["mrr"] == pytest.approx((1 + 1 / 3 + 0) / 3)
+    # answerable a, b, d: only a right, d refused
+    assert m["answer_accuracy"] == pytest.approx(1 / 3)
+    assert m["false_refusal_rate"] == pytest.approx(1 / 3)
+    # no-answer items c (refused) and e (answered)
+    assert m["refusal_accuracy"] == pytest.approx(1 / 2)
+    # citations of answered answerable items only (a: 1 of 2, b: 0 of 1); e's are not counted
+    assert m["citation_precision"] == pytest.approx(1 / 3)
+    assert m["grounded_rate"] == pytest.approx(4 / 5)
+    assert m["answer_chars_median"] == 6  # lengths 7 5 2 6 8
+    # latencies 10 20 30 40 100: p50 the middle one; p95 at position 3.8 = 40 + 0.8 * 60
+    assert m["latency_p50_ms"] == 30 and m["latency_p95_ms"] == pytest.approx(88)
+    assert m["n"] == 5
+    assert list(m) == ["recall@1", "recall@5", "recall@10", "mrr", "answer_accuracy", "refusal_accuracy",
+                       "false_refusal_rate", "citation_precision", "grounded_rate", "answer_chars_median",
+                       "latency_p50_ms", "latency_p95_ms", "n"]
+
+
+def test_percentile_interpolates():
+    assert percentile([], 0.5) == 0.0
+    assert percentile([5.0], 0.95) == 5.0
+    assert percentile([4, 1, 3, 2], 0.5) == 2.5  # unsorted input; halfway between 2 and 3
+    assert percentile([0, 10], 0.95) == pytest.approx(9.5)
+
+
+def test_recall_curve_and_categories_by_hand():
+    results = hand_results()
+    assert recall_curve(results, 3) == pytest.approx([1 / 3, 1 / 3, 2 / 3])
+    cats = by_category(results)
+    assert cats["fact"] == {"n": 1, "recall@5": 1.0, "correct": 1.0}
+    assert cats["numeric"] == {"n": 2, "recall@5": 0.5, "correct": 0.0}
+    assert cats["unanswerable"]["correct"] == 1.0 and math.isnan(cats["unanswerable"]["recall@5"])
+    assert cats["missing_figure"]["correct"] == 0.0  # answered where it should have refused
+    # NaN is not JSON: the results document writes null
+    doc = results_document(results, {"top_k": 3})
+    assert doc["by_category"]["unanswerable"]["recall@5"] is None
+    assert json.loads(json.dumps(doc, allow_nan=False))["recall_curve"] == pytest.approx([1 / 3, 1 / 3, 2 / 3])
+
+
+def test_unknown_fields_are_carried_into_results(tmp_path):
+    f = tmp_path / "set.jsonl"
+    f.write_text(json.dumps({"id": "k1", "question": "问", "answer_keys": ["x"], "category": "fact",
+                             "source": "hand", "difficulty": 3}, ensure_ascii=False) + "\n", encoding="utf-8")
+    (item,) = load_eval_set(f)
+    out = ItemResult(item, rank=None, answer="x", correct=True).to_dict()
+    assert out["source"] == "hand" and out["difficulty"] == 3 and out["file"] == "set.jsonl"
+    assert out["given_answer"] == "x" and out["correct"] is True
+
+
+def test_duplicate_ids_in_one_file_are_an_error(tmp_path):
+    f = tmp_path / "dup.jsonl"
+    f.write_text('{"id": "1", "question": "a"}\n{"id": "1", "question": "b"}\n', encoding="utf-8")
+    with pytest.raises(EvalSetError, match="twice"):
+        load_eval_sets([f])
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"  # the same id in another file is another item
+    for g in (a, b):
+        g.write_text('{"id": "1", "question": "a"}\n', encoding="utf-8")
+    assert [i.key for i in load_eval_sets([a, b])] == [("a.jsonl", "1"), ("b.jsonl", "1")]
+
+
+# --- running: a scripted assistant, so every outcome is known in advance ---------------------------
+
+class ScriptedAssistant:
+    """search/ask/index.chunk over three chunks; answers are fixed per question. Counts asks."""
+
+    CHUNKS = {
+        "c1": ("d.txt", "2023年地区生产总值增长6%"),
+        "c2": ("d.txt", "常住人口313.4万人"),
+        "c3": ("e.txt", "无关的内容"),
+    }
+    SCRIPT = {  # question -> (retrieved chunk ids, answer text, refused, cited chunk ids)
+        "GDP增长多少？": (["c3", "c1", "c2"], "增长6%[1]", False, ["c1"]),
+        "常住人口多少？": (["c2", "c1"], "313.4万人[1]", False, ["c2"]),
+        "2030年GDP？": (["c1"], "报告没有提到。", True, []),
+        "人口密度？": (["c3"], "313.4万人[1]", False, ["c3"]),
+    }
+
+    def __init__(self, hold_after: int | None = None):
+        self.asked: list[str] = []
+        self.index = self
+        # Questions after the first ``hold_after`` wait for ``release``: a question still running.
+        self.hold_after = hold_after
+        self.release = threading.Event()
+
+    def chunk(self, chunk_id):
+        doc, text = self.CHUNKS[chunk_id]
+        return Chunk(chunk_id, doc, 0, text, text, "第一章", 0, len(text))
+
+    def _passage(self, chunk_id):
+        return Passage(self.chunk(chunk_id), DocumentInfo(self.CHUNKS[chunk_id][0], "title"), 1.0)
+
+    def search(self, question, k=None):
+        return [self._passage(c) for c in self.SCRIPT[question][0][:k]]
+
+    def ask(self, question):
+        self.asked.append(question)
+        if self.hold_after is not None and len(self.asked) > self.hold_after:
+            self.release.wait(10)
+        ids, text, refused, cited = self.SCRIPT[question]
+        citations = [Citation(n, c, self.CHUNKS[c][0], "title", "", "第一章", self.CHUNKS[c][1]) for n, c in enumerate(cited, 1)]
+        return Answer(question, text, citations=citations, refused=refused)
+
+
+SCRIPTED_ITEMS = [
+    EvalItem("s1", "GDP增长多少？", ["6%"], [{"doc": "d.txt", "quote": "增长6%"}], "numeric", file="t.jsonl"),
+    EvalItem("s2", "常住人口多少？", ["313.4万"], [{"doc": "d.txt", "quote": "313.4万人"}], "numeric", file="t.jsonl"),
+    EvalItem("s3", "2030年GDP？", [], [], "unanswerable", file="t.jsonl"),
+    EvalItem("s4", "人口密度？", ["人/平方公里"], [{"doc": "d.txt", "quote": "人口密度"}], "fact", file="t.jsonl"),
+]
+for _i in SCRIPTED_ITEMS:
+    _i.raw = {"id": _i.id, "question": _i.question, "answer_keys": _i.answer_keys, "category": _i.category}
+
+
+def _without_latency(results):
+    return [{k: v for k, v in r.to_dict().items() if k != "latency_ms"} for r in results]
+
+
+def test_run_item_records_ranks_citations_and_passages():
+    r1, r2, r3, r4 = evaluate(SCRIPTED_ITEMS, ScriptedAssistant(), top_k=10, progress=False)
+    assert (r1.rank, r1.correct, r1.cited_hits, r1.cited) == (2, True, 1, 1)
+    assert [p["evidence"] for p in r1.retrieved] == [False, True, False]
+    assert r1.retrieved[1]["section"] == "第一章" and r1.citations[0]["evidence"] is True
+    assert (r2.rank, r2.correct) == (1, True)
+    assert r3.refused and r3.outcome_ok
+    assert (r4.rank, r4.correct, r4.cited_hits) == (None, False, 0)
+
+
+def test_interrupted_run_resumes_with_only_the_remaining_items(tmp_path):
+    clean = evaluate(SCRIPTED_ITEMS, ScriptedAssistant(), top_k=10, progress=False)
+
+    checkpoint = Checkpoint(tmp_path / "run.json.checkpoint.jsonl", fingerprint="fp1")
+    seen = []
+
+    def stop_after_two(result):
+        checkpoint.append(result)
+        seen.append(result.item.id)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    first = ScriptedAssistant(hold_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(SCRIPTED_ITEMS, first, top_k=10, progress=False, on_result=stop_after_two)
+    first.release.set()  # the third question was still running when the run stopped: not kept
+    done = checkpoint.load(SCRIPTED_ITEMS)
+    assert set(done) == {("t.jsonl", "s1"), ("t.jsonl", "s2")}
+
+    again = ScriptedAssistant()
+    resumed = evaluate(SCRIPTED_ITEMS, again, top_k=10, progress=False, done=done, on_result=checkpoint.append)
+    assert again.asked == ["2030年GDP？", "人口密度？"]  # only the two not finished before
+    assert _without_latency(resumed) == _without_latency(clean)
+    assert len(checkpoint.load(SCRIPTED_ITEMS)) == 4
+
+    # other settings, or an edited item, do not reuse a result
+    assert Checkpoint(checkpoint.path, fingerprint="fp2").load(SCRIPTED_ITEMS) == {}
+    edited = [EvalItem(i.id, i.question, i.answer_keys, i.evidence, i.category, {**i.raw, "question": "改"}, i.file)
+              for i in SCRIPTED_ITEMS]
+    assert checkpoint.load(edited) == {}
+
+
+def test_torn_last_checkpoint_line_is_ignored(tmp_path):
+    checkpoint = Checkpoint(tmp_path / "c.jsonl", fingerprint="fp")
+    for r in evaluate(SCRIPTED_ITEMS[:2], ScriptedAssistant(), progress=False):
+        checkpoint.append(r)
+    with checkpoint.path.open("a", encoding="utf-8") as f:
+        f.write('{"file": "t.jsonl", "id": "s3", "finger')  # killed mid-write
+    assert set(checkpoint.load(SCRIPTED_ITEMS)) == {("t.jsonl", "s1"), ("t.jsonl", "s2")}
+
+
+def test_threads_give_the_same_results_in_item_order():
+    one = evaluate(SCRIPTED_ITEMS, ScriptedAssistant(), progress=False, workers=1)
+    three = evaluate(SCRIPTED_ITEMS, ScriptedAssistant(), progress=False, workers=3)
+    assert _without_latency(three) == _without_latency(one)
+
+
+def test_fingerprint_follows_answer_settings_not_locations():
+    docs = [DocumentInfo("a.txt", "A", sha256="1")]
+    base = settings_fingerprint(Settings(data_dir="/x"), 10, docs)
+    assert settings_fingerprint(Settings(data_dir="/y", port=1234), 10, docs) == base
+    assert settings_fingerprint(Settings(data_dir="/x", generator="openai"), 10, docs) != base
+    assert settings_fingerprint(Settings(data_dir="/x"), 5, docs) != base
+    assert settings_fingerprint(Settings(data_dir="/x"), 10, [DocumentInfo("a.txt", "A", sha256="2")]) != base
