@@ -142,3 +142,13 @@ def test_list_answers_gather_parallel_sentences(assistant):
     # Table rows are answered row by row, not as a run of look-alike rows.
     a = assistant.ask("温泉镇的助餐点有哪些？")
     assert "喜饭餐厅" in a.text and "六十六号餐厅" in a.text
+
+
+def test_people_are_counted_with_any_measure_word():
+    """多少人 is answered by a figure in 名 or 位, and such a sentence has not lost its figure."""
+    from qa_app.llm.extractive import figure_with, lost_figure
+
+    assert figure_with("人", "全年培训1.4万名师生。") and figure_with("人", "引进两位院士。")
+    assert not figure_with("人", "每千人拥有床位数提高。")
+    assert not lost_figure("人", "全年培训1.4万名师生。")
+    assert lost_figure("人", "全年培训万名师生。")

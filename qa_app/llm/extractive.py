@@ -85,6 +85,14 @@ def _covers(group: TermGroup, text: str) -> bool:
     return any(a.lower() in text for a in group.alternatives)
 
 
+# People are counted with several measure words: "多少人" is answered by "1.4万名师生".
+_MEASURE_ALIASES = {"人": "(?:人|名|位)", "名": "(?:名|人|位)", "位": "(?:位|名|人)"}
+
+
+def _measure_re(measure: str) -> str:
+    return _MEASURE_ALIASES.get(measure, re.escape(measure))
+
+
 def figure_with(measure: str, text: str) -> bool:
     """Does ``text`` state a number carrying ``measure`` (any figure when measure is empty)?"""
     if not measure:
@@ -92,7 +100,7 @@ def figure_with(measure: str, text: str) -> bool:
     if measure == "%":
         return bool(re.search(r"\d(?:\.\d+)?\s*(?:%|个百分点|倍)|[一二三四五六七八九十两]成|翻一番", text))
     # 千 and 百 count only after a numeral: "三千人" is a figure, "每千人" is not.
-    return bool(re.search(r"(?:\d(?:\.\d+)?|[一二三四五六七八九十两])\s*(?:万亿|亿|万|千|百)?\s*(?:余|多)?" + re.escape(measure), text))
+    return bool(re.search(r"(?:\d(?:\.\d+)?|[一二三四五六七八九十两])\s*(?:万亿|亿|万|千|百)?\s*(?:余|多)?" + _measure_re(measure), text))
 
 
 _GAP_UNITS = r"(?:元|美元|件|人次|家|项|平方米|平方公里|公顷|亩|吨|辆|张|套|户|处|所|座|%)"
@@ -112,7 +120,7 @@ def lost_figure(measure: str, clause: str, focus: tuple[str, ...] = ()) -> bool:
             return True
     if _ANY_DIGIT.search(clause) or figure_with(measure, clause):
         return False
-    units = re.escape(measure) if measure and measure != "%" else _GAP_UNITS
+    units = _measure_re(measure) if measure and measure != "%" else _GAP_UNITS
     if re.search(_NUMERAL_BEFORE + r"(?:万亿|亿|万|千)?" + units, clause):
         return True
     return bool(
