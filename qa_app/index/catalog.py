@@ -201,11 +201,17 @@ class Catalog:
         return out
 
     def cache_vectors(self, model: str, items: dict[str, list[float]]) -> None:
+        rows = [(model, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items.items()]
+        # One commit per batch, not per row (autocommit made 2,000 rows take 13 s instead of 0.6 s);
+        # the cache is not indexed content, so the catalog version stays as it is.
         with self._lock:
-            self.db.executemany(
-                "INSERT OR REPLACE INTO embedding_cache VALUES (?,?,?)",
-                [(model, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items.items()],
-            )
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.executemany("INSERT OR REPLACE INTO embedding_cache VALUES (?,?,?)", rows)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         self.db.close()
