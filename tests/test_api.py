@@ -32,7 +32,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(app):
+def serve(app, ready: str = "/healthz"):
+    """The app on a free 127.0.0.1 port until the block ends; ``ready`` is polled until it answers 200."""
     import uvicorn
 
     port = free_port()
@@ -43,7 +44,7 @@ def serve(app):
     deadline = time.monotonic() + 30
     while True:
         try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{ready}", timeout=2).status_code == 200:
                 break
         except httpx.HTTPError:
             pass

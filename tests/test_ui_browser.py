@@ -3,13 +3,11 @@ app served by uvicorn on a free loopback port."""
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from .test_api import serve
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -24,41 +22,16 @@ TITLE_2023 = "关于海淀区2023年国民经济和社会发展计划执行情�
 TITLE_2024 = "关于海淀区2024年国民经济和社会发展计划执行情况"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server_url(assistant):
-    import uvicorn
     from fastapi import FastAPI
 
     from qa_app.ui import mount_ui
 
     app = FastAPI()
     mount_ui(app, assistant)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.monotonic() > deadline or not thread.is_alive():
-            server.should_exit = True
-            pytest.fail(f"the app did not answer at {url}")
-        time.sleep(0.2)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(app, ready="/") as url:
+        yield f"{url}/"
 
 
 @pytest.fixture()
