@@ -16,15 +16,19 @@ from typing import Iterator
 
 from qa_app.config import Settings, get_settings
 from qa_app.grounding import check
+from qa_app.grounding import label as part_label
 from qa_app.index.hybrid import Filters, HybridSearcher
 from qa_app.index.query import Query
-from qa_app.index.store import Index
+from qa_app.index.scope import QuestionScope, coverage_text, split_compared, with_explicit_years
+from qa_app.index.scope import resolve as resolve_scope
+from qa_app.index.store import Index, Snapshot
 from qa_app.llm.base import Generator, GeneratorError
 from qa_app.llm.registry import make_generator
 from qa_app.models import Answer, Citation, Passage
 from qa_app.prompts import load_prompt
 from qa_app.question import QuestionError, analyse, clean_question
-from qa_app.text import is_latin_question
+from qa_app.places import gazetteer
+from qa_app.text import is_latin_question, normalize
 
 _PIECES = re.compile(r"(?<=\])(?=[^\]])|(?<=[。！？])(?=\S)")
 _SUBQ_SPLIT = re.compile(r"(?<=[？?])\s*")
@@ -52,13 +56,16 @@ def with_topic(question: str, previous: str) -> str:
     return f"{topic}，{question}"
 
 
-def merge_answers(question: str, answers: list[Answer]) -> Answer:
-    """One answer from the answers to each sub-question, citations renumbered in order."""
+def merge_answers(question: str, answers: list[Answer], labels: list[str] | None = None) -> Answer:
+    """One answer from the answers to each sub-question, citations renumbered in order; with
+    ``labels`` (the places a comparison names) each part says which place it is about."""
     merged = Answer(question=question, text="", backend=answers[0].backend)
     texts, offset = [], 0
-    for a in answers:
+    for i, a in enumerate(answers):
         mapping = {c.n: c.n + offset for c in a.citations}
-        texts.append(re.sub(r"\[(\d+)\]", lambda m: f"[{mapping.get(int(m.group(1)), m.group(1))}]", a.text))
+        label = labels[i] if labels and i < len(labels) and labels[i] else ""
+        text = re.sub(r"\[(\d+)\]", lambda m: f"[{mapping.get(int(m.group(1)), m.group(1))}]", a.text)
+        texts.append(f"{part_label(label)}{text}" if label else text)
         merged.citations.extend(Citation(**{**c.__dict__, "n": mapping[c.n]}) for c in a.citations)
         merged.passages.extend(p for p in a.passages if p not in merged.passages)
         merged.reasons.extend(a.reasons)
@@ -163,20 +170,53 @@ class Assistant:
         answer.timings["total_ms"] = (time.perf_counter() - t0) * 1000
         return answer
 
-    def _answer_extractive(self, question: str, filters: Filters | None, k: int | None, generator: Generator | None = None) -> Answer:
-        parts = split_subquestions(question)
-        if len(parts) > 1:
-            return merge_answers(question, [self._answer_one(p, filters, k, generator) for p in parts])
-        return self._answer_one(question, filters, k, generator)
+    def _parts(self, question: str, snap: Snapshot) -> list[tuple[str, str]]:
+        """(label, question) for each part of a compound question: split at "？", then by the
+        places a part joins ("安徽和河南…分别…"), each part labelled with its place."""
+        docs = list(snap.docs.values())
+        parts = [piece for part in split_subquestions(question) for piece in split_compared(normalize(part), docs)]
+        return parts if len(parts) > 1 else [("", question)]
 
-    def _answer_one(self, question: str, filters: Filters | None, k: int | None, generator: Generator | None = None) -> Answer:
+    def _retrieve(
+        self, question: str, filters: Filters | None, k: int | None, snap: Snapshot
+    ) -> tuple[Query, QuestionScope, list[Passage]]:
+        """The question's scope (its places, what 今年 means) and the passages it allows."""
+        scope = resolve_scope(normalize(question), list(snap.docs.values()))
+        query = Query.parse(with_explicit_years(question, scope.anchor_year))
+        if scope.out_of_scope:
+            return query, scope, []
+        return query, scope, self.searcher.search(query, k or self.settings.answer_passages, filters, scope=scope, snap=snap)
+
+    def _scope_refusal(self, question: str, scope: QuestionScope, snap: Snapshot) -> str:
+        """A refusal that says which places the index has nothing about, and what it covers."""
+        g = gazetteer()
+        names = "、".join(g.full_name(p) for p in scope.named)
+        covered = coverage_text(list(snap.docs.values()))
+        if is_latin_question(question):
+            return f"{self._refusal(question)} (The index has no report about {names}; it covers: {covered}.)"
+        return f"{self._refusal(question)}（索引中没有关于{names}的报告；已收录：{covered}。）"
+
+    def _answer_extractive(self, question: str, filters: Filters | None, k: int | None, generator: Generator | None = None) -> Answer:
+        snap = self.index.snapshot()  # one view of the index for every part of the answer
+        parts = self._parts(question, snap)
+        if len(parts) > 1:
+            answers = [self._answer_one(p, filters, k, generator, snap) for _, p in parts]
+            return merge_answers(question, answers, [label for label, _ in parts])
+        return self._answer_one(question, filters, k, generator, snap)
+
+    def _answer_one(
+        self, question: str, filters: Filters | None, k: int | None, generator: Generator | None = None,
+        snap: Snapshot | None = None,
+    ) -> Answer:
         generator = generator or self.generator
         t0 = time.perf_counter()
-        query = Query.parse(question)
-        snap = self.index.snapshot()
-        passages = self.searcher.search(query, k or self.settings.answer_passages, filters)
+        snap = snap or self.index.snapshot()
+        query, scope, passages = self._retrieve(question, filters, k, snap)
         t1 = time.perf_counter()
-        if not passages:
+        if scope.out_of_scope:
+            answer = Answer(question=question, text=self._scope_refusal(question, scope, snap), backend=generator.name, refused=True)
+            answer.reasons.append("no indexed document is about " + "、".join(p.name for p in scope.named))
+        elif not passages:
             answer = Answer(question=question, text="", backend=generator.name, refused=True)
             answer.text = load_prompt("refuse_en" if query.latin else "refuse", self.settings.prompts_dir)
             answer.reasons.append("no passage matched the question")
@@ -193,8 +233,8 @@ class Assistant:
     def _llm_passages(self, question: str, filters: Filters | None, k: int | None) -> list[Passage]:
         """The passages for one prompt: for a compound question, each part's passages in turn."""
         n = k or self.settings.answer_passages
-        parts = split_subquestions(question)
-        lists = [self.searcher.search(Query.parse(p), n, filters) for p in parts]
+        snap = self.index.snapshot()
+        lists = [self._retrieve(p, filters, n, snap)[2] for _, p in self._parts(question, snap)]
         if len(lists) == 1:
             return lists[0]
         pooled: list[Passage] = []
@@ -214,7 +254,10 @@ class Assistant:
         passages = self._llm_passages(question, filters, k)
         retrieve_ms = (time.perf_counter() - t0) * 1000
         if not passages:
-            answer = Answer(question=question, text=self._refusal(question), backend=self.generator.name, refused=True)
+            snap = self.index.snapshot()
+            scope = resolve_scope(normalize(question), list(snap.docs.values()))
+            text = self._scope_refusal(question, scope, snap) if scope.out_of_scope else self._refusal(question)
+            answer = Answer(question=question, text=text, backend=self.generator.name, refused=True)
             answer.reasons.append("no passage matched the question")
             answer.timings = {"retrieve_ms": retrieve_ms}
             return None, [], answer, retrieve_ms

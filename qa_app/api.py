@@ -40,6 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qa_app.answer import Assistant, EmptyIndexError, QuestionError
 from qa_app.config import Settings, get_settings
+from qa_app.places import gazetteer
 from qa_app.index.hybrid import Filters
 from qa_app.ingest.loaders import LoaderError, supported
 from qa_app.llm.base import GeneratorError
@@ -225,6 +226,10 @@ async def within_deadline(seconds: float, work: Callable[[], T]) -> T:
 class FilterSpec(BaseModel):
     docs: list[str] | None = Field(default=None, description="document ids (file names), see GET /v1/documents")
     years: list[int] | None = Field(default=None, description="report years, e.g. [2023]")
+    places: list[str] | None = Field(
+        default=None, description="places, by name or adcode, e.g. [\"安徽\", \"北京市海淀区\"]: their documents and those of places inside them"
+    )
+    kinds: list[str] | None = Field(default=None, description="document kinds, e.g. [\"work_report\", \"plan_report\"]")
 
 
 class AskRequest(BaseModel):
@@ -307,7 +312,7 @@ def sources_block(answer: Answer) -> str:
 
 def document_dict(d: DocumentInfo, chunks: int | None = None) -> dict[str, Any]:
     out = {"doc_id": d.doc_id, "title": d.title, "date": d.date, "year": d.year, "kind": d.kind,
-           "script": d.script, "sha256": d.sha256}
+           "script": d.script, "sha256": d.sha256, **d.scope.to_dict()}
     if chunks is not None:
         out["chunks"] = chunks
     return out
@@ -394,16 +399,22 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
 
     # --- helpers bound to this app ---
     def to_filters(spec: FilterSpec | None) -> Filters | None:
-        if spec is None or (not spec.docs and not spec.years):
+        if spec is None or (not spec.docs and not spec.years and not spec.places and not spec.kinds):
             return None
         if spec.docs:
             known = {d.doc_id for d in index.documents()}
             unknown = sorted(set(spec.docs) - known)
             if unknown:
                 raise ApiError(422, f"未知文档：{', '.join(unknown)}。(Unknown document id(s): {', '.join(unknown)}.)")
+        if spec.places:
+            unknown = [p for p in spec.places if gazetteer().get(p) is None and gazetteer().resolve(p) is None]
+            if unknown:
+                raise ApiError(422, f"未知地名：{', '.join(unknown)}。(Unknown place(s): {', '.join(unknown)}.)")
         return Filters(
             doc_ids=frozenset(spec.docs) if spec.docs else None,
             years=frozenset(spec.years) if spec.years else None,
+            places=frozenset(spec.places) if spec.places else None,
+            kinds=frozenset(spec.kinds) if spec.kinds else None,
         )
 
     # --- routes ---

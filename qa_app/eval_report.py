@@ -22,7 +22,10 @@ CHARTS = {"latency": "latency.png", "recall": "recall_at_k.png"}
 
 
 def failure_kinds(item: dict[str, Any]) -> list[str]:
-    """Why an item counts against the run; empty when it does not."""
+    """Why an item counts against the run; empty when it does not. An error item (it could
+    not be run: a bad line or question, an exception while answering) is just "error"."""
+    if item.get("error"):
+        return ["error"]
     kinds = []
     if item["answerable"]:
         if item["refused"]:
@@ -64,8 +67,10 @@ def highlight(text: str, quotes: Iterable[str]) -> list[tuple[str, bool]]:
 
 
 def _notes(item: dict[str, Any]) -> list[tuple[str, str]]:
-    """Who answered and the answerer's own notes (failed checks, fallbacks), where there are any."""
-    notes = [("answered by", item["answered_by"])] if item.get("answered_by") else []
+    """Why an error item could not be run; who answered and the answerer's own notes (failed
+    checks, fallbacks), where there are any."""
+    notes = [("error", str(item["error"]))] if item.get("error") else []
+    notes += [("answered by", item["answered_by"])] if item.get("answered_by") else []
     return notes + ([("notes", "; ".join(item["reasons"]))] if item.get("reasons") else [])
 
 
@@ -77,7 +82,10 @@ def _quotes(item: dict[str, Any]) -> list[str]:
 
 
 def metric_rows(document: dict[str, Any]) -> list[list[str]]:
-    return [[k, format_value(k, v)] for k, v in document["metrics"].items()]
+    rows = [[k, format_value(k, v)] for k, v in document["metrics"].items()]
+    if "errors" in document:  # results written before error items existed have no count
+        rows.append(["errors", format_value("errors", document["errors"])])
+    return rows
 
 
 CATEGORY_HEADERS = ["category", "n", "recall@5", "correct (refused if unanswerable)"]
@@ -129,7 +137,7 @@ def recall_chart(curve: list[float]) -> bytes:
 
 def charts(document: dict[str, Any]) -> dict[str, bytes]:
     return {
-        "latency": latency_chart([i["latency_ms"] for i in document["items"]]),
+        "latency": latency_chart([i["latency_ms"] for i in document["items"] if not i.get("error")]),
         "recall": recall_chart(document["recall_curve"]),
     }
 
@@ -160,6 +168,13 @@ def _md_passage(p: dict[str, Any], quotes: list[str]) -> str:
 
 
 def _md_failure(item: dict[str, Any], kinds: list[str]) -> str:
+    if item.get("error"):  # never run: nothing was expected, given or retrieved
+        return "\n".join([
+            f"### {item['id']} · {item.get('category', '')} · {', '.join(kinds)}",
+            f"- file: {item.get('file', '')}",
+            f"- question: {item['question']}",
+            f"- error: {item['error']}",
+        ])
     quotes = _quotes(item)
     lines = [
         f"### {item['id']} · {item.get('category', '')} · {', '.join(kinds)}",
@@ -222,6 +237,14 @@ def _html_passage(p: dict[str, Any], quotes: list[str]) -> str:
 
 
 def _html_failure(item: dict[str, Any], kinds: list[str]) -> str:
+    if item.get("error"):  # never run: nothing was expected, given or retrieved
+        rows = [("question", _e(item["question"])), ("error", _e(item["error"]))]
+        table = "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
+        return (
+            f'<div class="fail" id="{_e(item.get("file", ""))}-{_e(item["id"])}"><h3>{_e(item["id"])} '
+            f'<span class="meta">{_e(item.get("category", ""))} · {_e(item.get("file", ""))}</span> '
+            f'<span class="kind">error</span></h3>{table}</div>'
+        )
     quotes = _quotes(item)
     evidence = "".join(
         f"<li>“{_e(e.get('quote', ''))}” <span class='meta'>{_e(e.get('doc', ''))}</span></li>" for e in item.get("evidence") or []

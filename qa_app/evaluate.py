@@ -7,6 +7,14 @@ key contained), refusal accuracy, false refusals, citation precision, latency.
 A run can be interrupted and resumed: every finished item is appended to a checkpoint
 (JSONL) keyed by (file, id, settings fingerprint), and a later run with the same settings
 skips the items found there.
+
+One bad item never stops a run. A line that is not a usable item (not JSON, not an object,
+no question, a question that is empty or not a string, answer keys or evidence of the wrong
+shape, bytes that are not UTF-8) and an item whose answering raised an exception become
+*error items*: kept in the results with their message (``error``), left out of every rate
+(they measured nothing), counted in the results document's ``errors``, listed in the report,
+and never checkpointed (a resumed run tries them again). Only Ctrl-C and a model that cannot
+be reached at all (``GeneratorError.unavailable``) stop a run, and both leave it resumable.
 """
 from __future__ import annotations
 
@@ -22,6 +30,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from qa_app.llm.base import GeneratorError
+from qa_app.question import QuestionError
 from qa_app.text import match_form
 
 NO_ANSWER_CATEGORIES = {"unanswerable", "missing_figure"}
@@ -48,6 +58,7 @@ class EvalItem:
     category: str
     raw: dict[str, Any] = field(default_factory=dict)
     file: str = ""  # the eval set's file name: ids are only unique within one file
+    error: str = ""  # why the item cannot be run (bad line, bad question): it becomes an error item
 
     @property
     def answerable(self) -> bool:
@@ -63,26 +74,92 @@ class EvalItem:
 
 
 def load_eval_set(path: Path) -> list[EvalItem]:
+    """The items of one JSONL eval set. A line that cannot be an item becomes an error item
+    (``EvalItem.error`` says why, with the file and line) instead of stopping the load."""
     items = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    # Lines are split on the bytes (\n, \r\n, \r only), not with str.splitlines, which also
+    # breaks at U+2028 and other separators that may sit inside a JSON string.
+    for n, data in enumerate(path.read_bytes().splitlines(), 1):
+        where = f"{path.name}:{n}"
+        fallback_id = f"{path.stem}-{n}"
+        try:
+            line = data.decode("utf-8-sig" if n == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            items.append(_error_item(fallback_id, {}, path, f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})"))
+            continue
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
-            items.append(
-                EvalItem(
-                    id=str(obj.get("id", f"{path.stem}-{n}")),
-                    question=obj["question"],
-                    answer_keys=list(obj.get("answer_keys") or []),
-                    evidence=list(obj.get("evidence") or []),
-                    category=str(obj.get("category", "")),
-                    raw=obj,
-                    file=path.name,
-                )
+        except ValueError as exc:
+            items.append(_error_item(fallback_id, {"line": line[:200]}, path, f"{where}: not valid JSON ({exc})"))
+            continue
+        if not isinstance(obj, dict):
+            items.append(_error_item(fallback_id, {"line": line[:200]}, path, f"{where}: not a JSON object but {_kind_of(obj)}"))
+            continue
+        item_id = str(obj.get("id", fallback_id))
+        problem = _item_problem(obj)
+        if problem:
+            items.append(_error_item(item_id, obj, path, f"{where}: {problem}"))
+            continue
+        items.append(
+            EvalItem(
+                id=item_id,
+                question=obj["question"],
+                answer_keys=list(obj.get("answer_keys") or []),
+                evidence=list(obj.get("evidence") or []),
+                category=str(obj.get("category", "")),
+                raw=obj,
+                file=path.name,
             )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise EvalSetError(f"{path}:{n}: not a valid eval item ({exc})") from exc
+        )
     return items
+
+
+def _kind_of(value: Any) -> str:
+    return {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _item_problem(obj: dict[str, Any]) -> str | None:
+    """What makes an eval item unusable, in plain words; None when it is fine."""
+    if "question" not in obj:
+        return 'no "question" field'
+    question = obj["question"]
+    if not isinstance(question, str):
+        return f"the question is {_kind_of(question)}, not a string"
+    if not question.strip():
+        return "the question is empty"
+    keys = obj.get("answer_keys")
+    if keys is not None and not isinstance(keys, list):
+        return f'"answer_keys" is {_kind_of(keys)}, not a list of strings'
+    for i, key in enumerate(keys or []):
+        if not isinstance(key, str):
+            return f'"answer_keys"[{i}] is {_kind_of(key)}, not a string'
+    evidence = obj.get("evidence")
+    if evidence is not None and not isinstance(evidence, list):
+        return f'"evidence" is {_kind_of(evidence)}, not a list of objects'
+    for i, e in enumerate(evidence or []):
+        if not isinstance(e, dict):
+            return f'"evidence"[{i}] is {_kind_of(e)}, not an object'
+        for name in ("doc", "quote"):
+            if e.get(name) is not None and not isinstance(e[name], str):
+                return f'"evidence"[{i}].{name} is {_kind_of(e[name])}, not a string'
+    return None
+
+
+def _error_item(item_id: str, obj: dict[str, Any], path: Path, message: str) -> EvalItem:
+    question = obj.get("question")
+    return EvalItem(
+        id=item_id,
+        question=question if isinstance(question, str) else "",
+        answer_keys=[],
+        evidence=[],
+        category=str(obj.get("category", "")),
+        raw=obj,
+        file=path.name,
+        error=message,
+    )
 
 
 def load_eval_sets(paths: Iterable[Path]) -> list[EvalItem]:
@@ -138,6 +215,7 @@ class ItemResult:
     citations: list[dict[str, Any]] = field(default_factory=list)
     answered_by: str = ""  # the backend that answered: an LLM run may fall back to extractive
     reasons: list[str] = field(default_factory=list)  # the answerer's notes (checks failed, fallbacks)
+    error: str = ""  # set for an error item: the item could not be run, and why
 
     @property
     def outcome_ok(self) -> bool:
@@ -160,6 +238,7 @@ class ItemResult:
             "citations": self.citations,
             "answered_by": self.answered_by,
             "reasons": self.reasons,
+            "error": self.error or None,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,6 +247,10 @@ class ItemResult:
         item = self.item
         core = {"id": item.id, "question": item.question, "answer_keys": item.answer_keys, "evidence": item.evidence,
                 "category": item.category}
+        if self.error:
+            # The item as written may have fields of the wrong shape: readers get well-formed ones,
+            # and the original under "raw".
+            return {**item.raw, **core, "raw": item.raw, "file": item.file, **self.result_fields()}
         return {**core, **item.raw, "file": item.file, **self.result_fields()}
 
     @classmethod
@@ -186,6 +269,7 @@ class ItemResult:
             citations=fields["citations"],
             answered_by=fields.get("answered_by", ""),
             reasons=fields.get("reasons", []),
+            error=fields.get("error") or "",
         )
 
 
@@ -194,10 +278,22 @@ def _hit_at(r: ItemResult, k: int) -> float:
 
 
 def _with_evidence(results: list[ItemResult]) -> list[ItemResult]:
-    return [r for r in results if r.item.evidence and r.item.category not in NO_ANSWER_CATEGORIES]
+    return [r for r in _measured(results) if r.item.evidence and r.item.category not in NO_ANSWER_CATEGORIES]
+
+
+def _measured(results: list[ItemResult]) -> list[ItemResult]:
+    """The results that measured something: error items are counted apart (``count_errors``)."""
+    return [r for r in results if not r.error]
+
+
+def count_errors(results: list[ItemResult]) -> int:
+    return sum(1 for r in results if r.error)
 
 
 def summarise(results: list[ItemResult], ks=(1, 5, 10)) -> dict[str, float]:
+    """The run's rates over the items that ran; ``n`` is how many did. Error items are left
+    out of every figure here: ``count_errors`` (the results document's ``errors``) counts them."""
+    results = _measured(results)
     with_evidence = _with_evidence(results)
     answerable = [r for r in results if r.item.answerable]
     unanswerable = [r for r in results if not r.item.answerable]
@@ -228,6 +324,27 @@ def recall_curve(results: list[ItemResult], max_k: int) -> list[float]:
 
 def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
+
+
+def error_result(item: EvalItem, message: str) -> ItemResult:
+    return ItemResult(item=item, rank=None, error=message)
+
+
+def run_item_safely(item: EvalItem, assistant, top_k: int) -> ItemResult:
+    """``run_item``, with whatever goes wrong for this one item turned into an error item.
+    Ctrl-C and a model that cannot be reached at all still stop the run (they would fail
+    every item after this one too); both leave it resumable."""
+    if item.error:
+        return error_result(item, item.error)
+    try:
+        return run_item(item, assistant, top_k)
+    except GeneratorError as exc:
+        if exc.unavailable:
+            raise
+        return error_result(item, f"{item.file}: id {item.id}: the answerer failed: {exc}")
+    except Exception as exc:  # noqa: BLE001 - one item's failure must not end a run of a thousand
+        what = str(exc) if isinstance(exc, QuestionError) else f"{type(exc).__name__}: {exc}"
+        return error_result(item, f"{item.file}: id {item.id}: {what}")
 
 
 def run_item(item: EvalItem, assistant, top_k: int) -> ItemResult:
@@ -292,8 +409,9 @@ def evaluate(
 ) -> list[ItemResult]:
     """Results for ``items`` in their order. Items in ``done`` (by ``EvalItem.key``) are not run
     again; every new result goes to ``on_result`` as soon as it is finished, in the calling
-    thread, so a checkpoint never sees two writers. An exception (Ctrl-C) stops the run:
-    questions not yet started are cancelled, finished ones have already been handed over."""
+    thread, so a checkpoint never sees two writers. An item that cannot be run becomes an error
+    item and the run goes on; Ctrl-C (or an unreachable model) stops it: questions not yet
+    started are cancelled, finished ones have already been handed over."""
     from tqdm import tqdm
 
     done = dict(done or {})
@@ -317,7 +435,7 @@ def _run_pool(todo: list[EvalItem], assistant, top_k: int, workers: int, finishe
     # Even one worker runs off the main thread: the main thread only collects results, so it
     # stays free to see Ctrl-C at once and is the checkpoint's only writer.
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eval")
-    pending = {pool.submit(run_item, item, assistant, top_k) for item in todo}
+    pending = {pool.submit(run_item_safely, item, assistant, top_k) for item in todo}
     try:
         while pending:
             # A timeout keeps the main thread waking up, so Ctrl-C is seen promptly.
@@ -336,7 +454,7 @@ def _run_pool(todo: list[EvalItem], assistant, top_k: int, workers: int, finishe
 
 def by_category(results: list[ItemResult]) -> dict[str, dict[str, float]]:
     cats: dict[str, list[ItemResult]] = {}
-    for r in results:
+    for r in _measured(results):
         cats.setdefault(r.item.category, []).append(r)
     out = {}
     for cat, rs in sorted(cats.items()):
@@ -352,14 +470,17 @@ def by_category(results: list[ItemResult]) -> dict[str, dict[str, float]]:
 def format_value(key: str, v: float | None) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "—"
-    if key == "n":
+    if key in ("n", "errors"):
         return str(int(v))
     return f"{v:.1f}" if "ms" in key or "chars" in key else f"{v:.3f}"
 
 
-def format_table(metrics: dict[str, float]) -> str:
+def format_table(metrics: dict[str, float], errors: int | None = None) -> str:
+    """The metrics as a Markdown table; with ``errors``, a last row counting the error items."""
     lines = ["| metric | value |", "|---|---|"]
     lines += [f"| {k} | {format_value(k, v)} |" for k, v in metrics.items()]
+    if errors is not None:
+        lines.append(f"| errors | {errors} |")
     return "\n".join(lines)
 
 
@@ -428,11 +549,13 @@ def _json_safe(obj: Any) -> Any:
 
 
 def results_document(results: list[ItemResult], run: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What ``--json`` writes and ``eval-diff`` and the report read."""
+    """What ``--json`` writes and ``eval-diff`` and the report read. ``errors`` counts the
+    error items (each one is among ``items``, with its message in ``error``)."""
     return _json_safe(
         {
             "run": run or {},
             "metrics": summarise(results),
+            "errors": count_errors(results),
             "by_category": by_category(results),
             "recall_curve": recall_curve(results, (run or {}).get("top_k", 10)),
             "items": [r.to_dict() for r in results],
@@ -474,6 +597,8 @@ class Checkpoint:
         return found
 
     def append(self, result: ItemResult) -> None:
+        if result.error:
+            return  # not a finished item: a resumed run tries it again
         rec = {
             "file": result.item.file,
             "id": result.item.id,

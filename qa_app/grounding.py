@@ -23,8 +23,22 @@ CITATION_RE = re.compile(r"\[(\d{1,3})\]")
 NUMBER_RE = re.compile(r"(?<![\d.])\d+(?:\.\d+)?%?")
 
 
+# The label an answer puts before each part of a comparison ("〔2023年〕…", "〔安徽〕…"): the
+# question's words, not a claim from a passage.
+LABEL_RE = re.compile(r"^〔[^〕\n]{1,24}〕", re.M)
+
+
+def label(text: str) -> str:
+    return f"〔{text}〕"
+
+
+def claims(text: str) -> str:
+    """An answer's text without its citation markers and part labels: what must be supported."""
+    return CITATION_RE.sub(" ", LABEL_RE.sub(" ", text))
+
+
 def numbers_in(text: str) -> list[str]:
-    return NUMBER_RE.findall(match_form(CITATION_RE.sub(" ", text)).replace(",", ""))
+    return NUMBER_RE.findall(match_form(claims(text)).replace(",", ""))
 
 
 def contains_number(haystack: str, number: str) -> bool:
@@ -84,7 +98,7 @@ def order_sentences(text: str) -> set[str]:
 
 
 def figures_in(text: str) -> list[str]:
-    return FIGURE_RE.findall(match_form(CITATION_RE.sub(" ", text)).replace(",", ""))
+    return FIGURE_RE.findall(match_form(claims(text)).replace(",", ""))
 
 
 def contains_figure(haystack: str, figure: str) -> bool:
@@ -118,7 +132,7 @@ def _strict(answer: Answer, cited: set[int], reasons: list[str]) -> None:
                 raw = " ".join(match_form(by_chunk[c.chunk_id].chunk.text) for c in answer.citations if c.n in (own or cited) and c.chunk_id in by_chunk)
                 why = " (there it is only part of an instruction to the model)" if contains_figure(raw.replace(",", ""), fig) else ""
                 reasons.append(f"the figure {fig} is not in {cites}{why}")
-    said = _bigrams(CITATION_RE.sub(" ", answer.text))
+    said = _bigrams(claims(answer.text))
     if len(said) >= 6 and everything:
         found = {b for b in said if b in everything or b in match_form(answer.question)}
         if len(found) / len(said) < MIN_WORDING_OVERLAP:

@@ -6,6 +6,42 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class Scope:
+    """Where and when a document speaks for: its place and the years it reports on and plans for."""
+
+    place_code: str = ""  # adcode of the place (qa_app.places); "" when the document has none
+    place: str = ""  # its full name for display: 北京市海淀区
+    level: str = ""  # country | province | city | district
+    reported: tuple[int, int] | None = None  # first and last year reported on
+    planned: tuple[int, int] | None = None  # first and last year planned for
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "place_code": self.place_code,
+            "place": self.place,
+            "level": self.level,
+            "reported": list(self.reported) if self.reported else None,
+            "planned": list(self.planned) if self.planned else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "Scope":
+        data = data or {}
+        span = lambda v: (int(v[0]), int(v[-1])) if v else None  # noqa: E731
+        return cls(
+            str(data.get("place_code") or ""), str(data.get("place") or ""), str(data.get("level") or ""),
+            span(data.get("reported")), span(data.get("planned")),
+        )
+
+    def years(self) -> set[int]:
+        out: set[int] = set()
+        for span in (self.reported, self.planned):
+            if span:
+                out.update(range(span[0], span[1] + 1))
+        return out
+
+
+@dataclass(frozen=True)
 class DocumentInfo:
     doc_id: str  # the file name; stable across re-ingests
     title: str
@@ -15,6 +51,14 @@ class DocumentInfo:
     script: str = "simplified"
     source_path: str = ""
     sha256: str = ""
+    scope: Scope = field(default_factory=Scope)
+
+    def years(self) -> set[int]:
+        """The years the document speaks for when a passage names none: those it reports on,
+        else its year."""
+        if self.scope.reported:
+            return set(range(self.scope.reported[0], self.scope.reported[1] + 1))
+        return {self.year} if self.year else set()
 
 
 @dataclass(frozen=True)
@@ -43,6 +87,9 @@ class Passage:
     score: float
     rank: int = 0
     scores: dict[str, float] = field(default_factory=dict)
+    # The question's similarity with each sentence of the chunk (by its normalised text), from
+    # the embedding model; empty when the index has no sentence vectors.
+    sentence_sims: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +97,8 @@ class Passage:
             "doc": self.doc.doc_id,
             "title": self.doc.title,
             "date": self.doc.date,
+            "place": self.doc.scope.place,
+            "kind": self.doc.kind,
             "section": self.chunk.section,
             "text": self.chunk.text,
             "score": round(self.score, 6),
@@ -66,6 +115,7 @@ class Citation:
     date: str
     section: str
     quote: str  # the exact words used from the passage (original script)
+    place: str = ""  # the document's place (its scope), for display
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -86,7 +136,8 @@ class Answer:
     def sources_text(self) -> str:
         lines = []
         for c in self.citations:
-            where = " · ".join(p for p in (c.title, c.date, c.section) if p)
+            place = c.place if c.place and c.place not in c.title and c.place[-3:] not in c.title else ""
+            where = " · ".join(p for p in (c.title, place, c.date, c.section) if p)
             lines.append(f"[{c.n}] {where}\n    “{c.quote}”")
         return "\n".join(lines)
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from qa_app.grounding import without_instructions
 from qa_app.index.query import Query, contains_term, glossary_matches, synonym_groups
 from qa_app.index.tokenize import words
-from qa_app.text import is_latin_question
+from qa_app.lexicon import active
+from qa_app.places import gazetteer
+from qa_app.text import is_latin_question, plans_in
 
 _TIME = re.compile(r"哪一?年|何年|何时|什么时候|几月|几号|哪天|哪一天|日期|\bwhen\b|what year|which year|what date", re.I)
 _NUMBER = re.compile(
@@ -42,6 +45,12 @@ _QUESTION_WORDS = re.compile(
     r"多久|多长时间|多大|多高|多长|多远|多快|多重|一般|那个|这个|那份|这份|那些|这些|的话|能不能|可以|了解|知道|告诉我|想问"
 )
 _MONEY = re.compile(r"多少钱|资金|金额|经费|投资额|总投资|收入是多少|收入多少|完成了?多少|规模多大|(?:成交|交易)额|how much money|yuan", re.I)
+
+
+# Names of bodies: when no document mentions one, the documents cannot answer about it. (Places
+# are settled by the question's scope, from the gazetteer: "住宅区" is not a place.)
+_BODY = r"(?:大学|学院|医院|公司|集团|银行)"
+_ENTITY = re.compile(rf"..{_BODY}$")
 
 
 class QuestionError(ValueError):
@@ -109,12 +118,16 @@ class TermGroup:
     alternatives: tuple[str, ...]
     weight: float = 1.0
     unknown: bool = False  # no member occurs anywhere in the index
-    distinctive: bool = False  # unknown, and a specific word (rare in general Chinese), not everyday wording
+    entity: bool = False  # unknown, and names a body (a university, a hospital, a company)
 
-    @property
+    @cached_property
     def framing(self) -> bool:
         """Frames the question (计划, 目标, 全年, 预计…) rather than naming its subject."""
-        return bool(set(self.alternatives) & (_AMOUNT_VERBS | _FRAMING))
+        alts = set(self.alternatives)
+        if alts & (_AMOUNT_VERBS | _FRAMING | active().framing):
+            return True
+        # The place and the plan period a question names are its scope, settled before retrieval.
+        return any(plans_in(a) or gazetteer().resolve(a) is not None for a in alts)
 
 
 @dataclass
@@ -171,29 +184,6 @@ def _synonym_spans(text: str) -> tuple[list[tuple[str, ...]], str]:
     return found, text
 
 
-def _distinctive(word: str, known) -> bool:
-    """A word the reports never use that is specific enough to be the question's subject
-    (朝阳区, 三甲, 二手房), as opposed to everyday wording (一般, 那个, 小孩)."""
-    if len(word) < 2 or word.isdigit() or re.fullmatch(r"[a-z0-9.\-]+", word):
-        return False
-    parts = [p for p in _jieba_dt().cut_for_search(word) if p != word and len(p) > 1]
-    if any(known(p) and len(p) * 2 >= len(word) for p in parts):
-        return False  # built on a word the reports use (海淀区政府, 中小学生)
-    import jieba.posseg
-
-    flags = {t.flag for t in jieba.posseg.cut(word)}
-    # Names and nouns only (places, bodies, specific things); verbs and adjectives are wording.
-    if not flags <= {"n", "nr", "ns", "nt", "nz", "nrt", "b", "j"}:
-        return False
-    return _jieba_dt().FREQ.get(word, 0) < 300
-
-
-def _jieba_dt():
-    from qa_app.index.tokenize import _jieba
-
-    return _jieba().dt
-
-
 _ASK_ACTUAL = re.compile(r"实际|实现了|完成了|达到了|做到了|actual", re.I)
 _ASK_TARGET = re.compile(r"目标|计划|预期|要求|力争|规划|target|goal|plan", re.I)
 
@@ -226,7 +216,10 @@ def analyse(query: Query, term_idf, known=lambda term: True) -> QuestionAnalysis
             if any(w in g.alternatives for g in groups):
                 continue
             unknown = not known(w)
-            groups.append(TermGroup((w,), idf(w), unknown=unknown, distinctive=unknown and _distinctive(w, known)))
+            # A body no document names (三甲医院, 某某大学): the word itself, or an unknown word
+            # that makes the next one a particular kind of body (三甲 + 医院).
+            entity = unknown and bool(_ENTITY.search(w) or re.search(re.escape(w) + _BODY, text))
+            groups.append(TermGroup((w,), idf(w), unknown=unknown, entity=entity))
     for g in groups:
         if g.framing:
             g.weight *= 0.5  # 计划, 目标, 时期…: frame the question, say little about which sentence answers it
@@ -237,9 +230,11 @@ def analyse(query: Query, term_idf, known=lambda term: True) -> QuestionAnalysis
     return QuestionAnalysis(query, qtype, groups, list(dict.fromkeys(query.years)), measure, stance, focus)
 
 
-_AMOUNT_VERBS = {"预计", "达到", "实现", "完成", "累计", "约", "共", "共计", "合计", "增加", "新增"}
+# Verbs of amount and change say what is asked of the subject (how much, how it changed), not what the subject is.
+_AMOUNT_VERBS = {"预计", "达到", "实现", "完成", "累计", "约", "共", "共计", "合计", "增加", "新增",
+                 "增长", "增速", "下降", "降低", "提高", "提升", "减少", "上升"}
 # Words that frame a question without being its subject.
-_FRAMING = {"计划", "规划", "目标", "要求", "期间", "时期", "全年", "全区", "海淀", "十三五", "十四五", "报告", "提出", "安排"}
+_FRAMING = {"计划", "规划", "目标", "要求", "期间", "时期", "全年", "报告", "提出", "安排", "全国", "全省", "全市", "全区", "全县"}
 
 
 def _focus(norm: str, groups: list[TermGroup]) -> TermGroup | None:
@@ -248,7 +243,7 @@ def _focus(norm: str, groups: list[TermGroup]) -> TermGroup | None:
     m = re.search(r"多少|几", norm)
     if not m:
         return None
-    candidates = [g for g in groups if not g.unknown and not set(g.alternatives) & (_AMOUNT_VERBS | _FRAMING)]
+    candidates = [g for g in groups if not g.unknown and not g.framing]
     after = re.sub(rf"^(?:{_MEASURE_WORDS})?(?:的)?", "", norm[m.end():])
     for g in candidates:
         if any(after.startswith(a) for a in g.alternatives):

@@ -293,8 +293,8 @@ def build_pool(index, texts: list[str], progress: bool = True) -> int:
     todo = [(doc, chunk) for doc, chunk in todo if chunk.chunk_id not in have]
     if not todo:
         return 0
-    with tqdm(total=len(todo), unit="passage", desc="Embedding RGB pool", disable=not progress) as bar:
-        vectors = index.embed_texts([chunk.index_text() for _, chunk in todo], progress=bar)
+    with tqdm(total=index.unit_count([c for _, c in todo]), unit="sentence", desc="Embedding RGB pool", disable=not progress) as bar:
+        vectors = index.embed_chunks([chunk for _, chunk in todo], progress=bar)
     # One batched write instead of a put_document per passage (7k small writes), in the
     # Index's own order: vectors first, then the catalog, which is all readers trust.
     with index.writing("RGB pool"):

@@ -17,20 +17,55 @@ _WS_RE = re.compile(r"[ \t\u3000\xa0]+")
 YEAR_RE = re.compile(r"(?<!\d)(19[5-9]\d|20[0-4]\d)(?!\d)")
 
 
+# 十四五 / 第十四个五年: China's five-year plans, numbered since 1953 (the third began in 1966
+# after three years of adjustment, and every one since follows the last).
+_PLAN_RE = re.compile(
+    r"(十[一二三四五六七八九]?)五(?=规划|计划|时期|期间|末|初|以来|$|[^\u4e00-\u9fff]|[的发目])"
+    r"|([一二三四五六七八九])五(?=规划|计划|时期)|第([一二三四五六七八九十]+)个五年"
+)
+
+
+def plan_span(number: int) -> tuple[int, int]:
+    """The years of the n-th five-year plan (14 → 2021–2025)."""
+    start = {1: 1953, 2: 1958}.get(number, 1966 + 5 * (number - 3))
+    return start, start + 4
+
+
+def _cn_number(text: str) -> int:
+    import cn2an
+
+    return int(cn2an.cn2an(text, "smart"))
+
+
+def plans_in(text: str) -> set[tuple[int, int]]:
+    """The five-year plans a text names, as year spans: "十四五" → (2021, 2025)."""
+    out = set()
+    for m in _PLAN_RE.finditer(text):
+        numeral = m.group(1) or m.group(2) or m.group(3)
+        try:
+            out.add(plan_span(_cn_number(numeral)))
+        except (ValueError, TypeError):
+            continue
+    return out
+
+
 def years_in(text: str) -> set[int]:
     return {int(y) for y in YEAR_RE.findall(text)}
 
 
-def year_scope(text: str, section: str, doc_year: int | None, asked: set[int]) -> set[int]:
+def year_scope(text: str, section: str, doc_years: set[int] | int | None, asked: set[int]) -> set[int]:
     """Which asked years a piece of text speaks for: the years it names; else its section's
-    years; else, when its section names none, the year of its report."""
+    years (a section about 十四五 speaks for 2021–2025); else, when its section names none,
+    the years its report reports on."""
     named = years_in(text) & asked
     if named:
         return named
-    section_years = years_in(section)
+    section_years = years_in(section) | {y for a, b in plans_in(section) for y in range(a, b + 1)}
     if section_years:
         return section_years & asked
-    return {doc_year} & asked if doc_year else set()
+    if isinstance(doc_years, int):
+        doc_years = {doc_years}
+    return set(doc_years or ()) & asked
 
 
 @lru_cache(maxsize=1)

@@ -165,6 +165,14 @@ def test_search(base):
     assert {"chunk_id", "title", "date", "section", "text"} <= set(passages[0])
     r = post(f"{base}/v1/search", {"query": "地区生产总值", "filters": {"years": [2023]}})
     assert r.status_code == 200 and r.json()["passages"]
+    # Places and kinds: a district's reports are inside its city; a place with no report gives nothing.
+    r = post(f"{base}/v1/search", {"query": "地区生产总值", "filters": {"places": ["北京"], "kinds": ["plan_report"]}})
+    assert r.status_code == 200 and {p["doc"][:3] for p in r.json()["passages"]} <= {"000", "004"}
+    assert all(p["place"] == "北京市海淀区" for p in r.json()["passages"])
+    r = post(f"{base}/v1/search", {"query": "地区生产总值", "filters": {"places": ["安徽"]}})
+    assert r.status_code == 200 and r.json()["passages"] == []
+    r = post(f"{base}/v1/search", {"query": "地区生产总值", "filters": {"places": ["火星"]}})
+    assert r.status_code == 422 and "火星" in r.text
 
 
 def test_list_documents(base):

@@ -36,7 +36,8 @@ def test_ingest_speed(tiny_source, tmp_path):
     cold, warm, same = runs["cold"], runs["warm cache"], runs["unchanged"]
     assert cold["chunks"] > 0 and cold["chunks"] == warm["chunks"] == cold["index_chunks"] == same["index_chunks"]
     assert cold["docs_added"] == warm["docs_added"] == 1 and same["docs_unchanged"] == 1 and same["chunks"] == 0
-    assert 0 < cold["vectors_computed"] <= cold["chunks"] and warm["vectors_computed"] == 0  # all from the cache
+    # Each chunk is embedded as its sentences, each sentence once; a warm run finds them all cached.
+    assert cold["chunks"] <= cold["vectors_computed"] <= cold["chars"] // 4 and warm["vectors_computed"] == 0
     for r in runs.values():
         assert 0 < r["ingest_s"] <= r["process_s"] and r["peak_rss_mb"] > 50
     assert cold["chars_per_s"] > 0 and cold["embed_s"] + cold["write_s"] <= cold["ingest_s"]

@@ -92,3 +92,85 @@ def test_chunk_ids_are_stable():
     assert [c.chunk_id for c in a] == [c.chunk_id for c in b]
     assert len({c.chunk_id for c in a}) == len(a)
     assert all(CJK_RE.search(c.text) for c in a)
+
+
+# --- headings only where they look like one; the 26 provincial reports --------------------------
+import pytest  # noqa: E402
+
+from qa_app.ingest.clean import clean_report  # noqa: E402
+
+from .test_clean import judged_chrome, needs_provinces, provincial_reports  # noqa: E402
+
+# Ends that leave a title unfinished: a conjunction, a particle, a colon (an independent list).
+_FRAGMENT_END = tuple("和与及或的是：:")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "下载", "收藏", "【字号：", "分享到微信",  # widgets
+        "来源：安徽日报", "编辑：何继红", "2026-01-31 07:00:44",  # fields and timestamps
+        "2024年1月16日", "二〇二六年一月二十七日",  # dates
+        "省人民政府省长 王清宪", "自治区主席 艾尔肯·吐尼亚孜", "省长\u3000王予波",  # speakers
+        "本报记者 霍艳恩摄", "省长赵刚作政府工作报告",  # captions
+        "计划执行情况与2024年国民经济和", "主要目标是：",  # fragments
+        "——2026年1月28日在会议上",
+    ],
+)
+def test_chrome_fragments_and_bylines_are_not_headings(line):
+    assert heading_rank(line) is None
+
+
+def test_short_titles_are_still_headings():
+    for line in ("附件", "注释", "“十四五”时期工作回顾", "2026年重点工作", "政府工作报告", "第四节 广泛动员公众参与",
+                 "全民参与"):
+        assert heading_rank(line) is not None, line
+
+
+def test_a_wrapped_line_does_not_become_a_section():
+    cleaned = clean_report("一、主要目标\n今年经济社会发展的主要预期目标\n是：经济增长5%左右，城镇新增就业70万人。")
+    chunks = chunk_text("doc", cleaned)
+    assert [c.section for c in chunks] == ["一、主要目标"]
+    assert "主要预期目标是：经济增长5%左右" in chunks[0].text
+
+
+def provincial_chunks():
+    for path in provincial_reports():
+        cleaned = clean_report(path.read_text(encoding="utf-8"))
+        yield path.name, cleaned, chunk_text(path.name, cleaned)
+
+
+@needs_provinces
+def test_no_provincial_chunk_or_section_is_page_chrome():
+    sections = 0
+    for name, _, chunks in provincial_chunks():
+        for c in chunks:
+            lines = [ln for ln in c.text.split("\n") if ln.strip()]
+            assert not all(judged_chrome(ln) for ln in lines), (name, c.text)
+            assert not any(judged_chrome(ln) for ln in lines), (name, c.text[:80])
+            for part in filter(None, c.section.split(" > ")):
+                sections += 1
+                assert not judged_chrome(part), (name, c.section)
+                assert not part.endswith(_FRAGMENT_END), (name, c.section)
+                assert not re.search(r"(?:记者|通讯员).{0,12}摄$|^\d{4}-\d{2}-\d{2}", part), (name, c.section)
+    assert sections > 26 * 10  # the reports do have structure: 一、/（一）… became sections
+
+
+@needs_provinces
+def test_provincial_reports_chunk_into_sane_pieces():
+    for name, cleaned, chunks in provincial_chunks():
+        text_chunks = [c for c in chunks if c.kind == "text"]
+        assert 30 <= len(chunks) <= 200, (name, len(chunks))
+        assert max(len(c.text) for c in text_chunks) <= 520, name
+        assert 150 <= sum(len(c.text) for c in chunks) / len(chunks) <= 400, name
+        # every character of the cleaned report is in some chunk
+        covered = bytearray(len(cleaned))
+        for c in chunks:
+            covered[c.start : c.end] = b"\x01" * (c.end - c.start)
+        lost = [ch for ch, ok in zip(cleaned, covered) if not ok and not ch.isspace() and ch != "|"]
+        assert not lost, (name, "".join(lost)[:40])
+        # the numbered parts of the report (一、… 四、) are sections
+        tops = {c.section.split(" > ")[0] for c in chunks if c.section}
+        numbered = sum(bool(re.match(r"^[一二三四五六]、", s)) for s in tops)
+        year_led = sum(bool(re.match(r"^(?:“十[四五]五”|2026年)", s)) for s in tops)
+        assert numbered >= 3 or year_led >= 3, (name, tops)

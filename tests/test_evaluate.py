@@ -7,8 +7,8 @@ import pytest
 
 from qa_app.config import Settings
 from qa_app.evaluate import (
-    Checkpoint, EvalItem, EvalSetError, ItemResult, answer_correct, by_category, evaluate, hit_rank, load_eval_set,
-    load_eval_sets, percentile, recall_curve, results_document, settings_fingerprint, summarise,
+    Checkpoint, EvalItem, EvalSetError, ItemResult, answer_correct, by_category, evaluate, format_table, hit_rank,
+    load_eval_set, load_eval_sets, percentile, recall_curve, results_document, settings_fingerprint, summarise,
 )
 from qa_app.models import Answer, Chunk, Citation, DocumentInfo, Passage
 
@@ -273,3 +273,168 @@ def test_fingerprint_follows_answer_settings_not_locations():
     assert settings_fingerprint(Settings(data_dir="/x", generator="openai"), 10, docs) != base
     assert settings_fingerprint(Settings(data_dir="/x"), 5, docs) != base
     assert settings_fingerprint(Settings(data_dir="/x"), 10, [DocumentInfo("a.txt", "A", sha256="2")]) != base
+
+
+# --- bad items: recorded as error items, never the end of a run -----------------------------------
+
+BAD_SET_LINES = [
+    '{"id": "ok1", "question": "GDP增长多少？", "answer_keys": ["6%"], "evidence": [{"doc": "d.txt", "quote": "增长6%"}], "category": "numeric"}',
+    '{"id": "empty", "question": "", "answer_keys": ["x"]}',
+    '{"id": "blank", "question": "  \\u3000 "}',
+    '{"id": "number", "question": 123}',
+    '{"id": "noq", "answer_keys": ["x"]}',
+    'this line is not JSON',
+    '["a", "list"]',
+    '{"id": "keys", "question": "常住人口多少？", "answer_keys": "313.4万"}',
+    '{"id": "ev", "question": "常住人口多少？", "evidence": [3]}',
+    '',
+    '{"id": "ok2", "question": "常住人口多少？", "answer_keys": ["313.4万"], "evidence": [{"doc": "d.txt", "quote": "313.4万人"}], "category": "numeric"}',
+]
+
+
+def _bad_set(tmp_path, extra: bytes = b""):
+    f = tmp_path / "bad.jsonl"
+    f.write_bytes("\n".join(BAD_SET_LINES).encode("utf-8") + b"\n" + extra)
+    return f
+
+
+def test_bad_lines_become_error_items_with_their_messages(tmp_path):
+    items = load_eval_set(_bad_set(tmp_path, extra=b'{"id": "latin1", "question": "\xe9t\xe9"}\n'))
+    by_id = {i.id: i for i in items}
+    assert [i.id for i in items] == ["ok1", "empty", "blank", "number", "noq", "bad-6", "bad-7", "keys", "ev", "ok2", "bad-12"]
+    assert not by_id["ok1"].error and not by_id["ok2"].error and by_id["ok2"].answer_keys == ["313.4万"]
+    expected = {
+        "empty": "bad.jsonl:2: the question is empty",
+        "blank": "bad.jsonl:3: the question is empty",
+        "number": "bad.jsonl:4: the question is a number, not a string",
+        "noq": 'bad.jsonl:5: no "question" field',
+        "keys": 'bad.jsonl:8: "answer_keys" is a string, not a list of strings',
+        "ev": 'bad.jsonl:9: "evidence"[0] is a number, not an object',
+    }
+    for item_id, message in expected.items():
+        assert by_id[item_id].error == message
+    assert by_id["bad-6"].error.startswith("bad.jsonl:6: not valid JSON (")
+    assert by_id["bad-7"].error == "bad.jsonl:7: not a JSON object but a list"
+    assert by_id["bad-12"].error.startswith("bad.jsonl:12: not UTF-8 text")
+    # the ids stay unique (line numbers stand in for missing ids), so the set loads as a whole
+    assert len(load_eval_sets([tmp_path / "bad.jsonl"])) == 11
+
+
+def test_a_json_line_with_a_line_separator_inside_a_string_is_one_item(tmp_path):
+    f = tmp_path / "sep.jsonl"
+    f.write_text(json.dumps({"id": "s", "question": "第一行\u2028第二行？"}, ensure_ascii=False) + "\r\n", encoding="utf-8")
+    (item,) = load_eval_set(f)
+    assert not item.error and item.question == "第一行\u2028第二行？"
+
+
+class RaisingAssistant(ScriptedAssistant):
+    """The scripted assistant, except that some questions make it raise."""
+
+    def __init__(self, raises: dict[str, BaseException]):
+        super().__init__()
+        self.raises = raises
+
+    def ask(self, question):
+        if question in self.raises:
+            self.asked.append(question)
+            raise self.raises[question]
+        return super().ask(question)
+
+
+def test_a_run_goes_on_past_bad_items_and_answering_errors(tmp_path):
+    from qa_app.question import QuestionError
+
+    items = load_eval_set(_bad_set(tmp_path))
+    assistant = RaisingAssistant({"常住人口多少？": RuntimeError("index exploded")})
+    checkpoint = Checkpoint(tmp_path / "c.jsonl", fingerprint="fp")
+    results = evaluate(items, assistant, progress=False, on_result=checkpoint.append)
+    assert [r.item.id for r in results] == [i.id for i in items]  # every item, in order
+    assert assistant.asked == ["GDP增长多少？", "常住人口多少？"]  # bad items are never asked
+    ok1, ok2 = results[0], results[-1]
+    assert ok1.correct and not ok1.error
+    assert ok2.error == "bad.jsonl: id ok2: RuntimeError: index exploded"
+    assert sum(1 for r in results if r.error) == 9
+
+    # the rates are over the one item that ran; the error items are counted apart
+    m = summarise(results)
+    assert m["n"] == 1 and m["answer_accuracy"] == 1.0 and m["recall@1"] == 0.0 and m["recall@5"] == 1.0
+    doc = results_document(results, {"top_k": 10})
+    assert doc["errors"] == 9 and list(doc["metrics"]) == list(summarise(hand_results()))
+    assert doc["by_category"] == {"numeric": {"n": 1, "recall@5": 1.0, "correct": 1.0}}
+    errored = {i["id"]: i for i in doc["items"] if i["error"]}
+    assert errored["empty"]["error"] == "bad.jsonl:2: the question is empty" and errored["empty"]["question"] == ""
+    assert errored["number"]["question"] == "" and errored["number"]["raw"] == {"id": "number", "question": 123}
+    assert errored["ev"]["evidence"] == [] and errored["ev"]["raw"]["evidence"] == [3]  # well-formed for readers
+    assert json.loads(json.dumps(doc, allow_nan=False))["errors"] == 9
+    assert format_table(doc["metrics"], errors=doc["errors"]).endswith("| n | 1 |\n| errors | 9 |")
+
+    # error items are not saved as done: a resumed run tries them again
+    assert set(checkpoint.load(items)) == {("bad.jsonl", "ok1")}
+
+    # an answerer's own complaint about a question reads as its message
+    refused = RaisingAssistant({"GDP增长多少？": QuestionError("问题过长。(The question is too long.)")})
+    (r,) = evaluate(items[:1], refused, progress=False)
+    assert r.error == "bad.jsonl: id ok1: 问题过长。(The question is too long.)"
+
+
+def test_a_model_that_fails_one_item_is_an_error_item_but_an_unreachable_one_stops_the_run(tmp_path):
+    from qa_app.llm.base import GeneratorError
+
+    items = [i for i in load_eval_set(_bad_set(tmp_path)) if not i.error]
+    flaky = RaisingAssistant({"GDP增长多少？": GeneratorError("the model returned nothing")})
+    first, second = evaluate(items, flaky, progress=False)
+    assert first.error == "bad.jsonl: id ok1: the answerer failed: the model returned nothing"
+    assert second.correct and not second.error
+    down = RaisingAssistant({"GDP增长多少？": GeneratorError("connection refused", unavailable=True)})
+    with pytest.raises(GeneratorError, match="connection refused"):
+        evaluate(items, down, progress=False)
+
+
+def test_error_items_in_the_report_and_the_saved_results(tmp_path):
+    from qa_app.eval_report import failure_kinds, render_markdown, write_report
+
+    items = load_eval_set(_bad_set(tmp_path))
+    results = evaluate(items, ScriptedAssistant(), progress=False)
+    doc = results_document(results, {"top_k": 10})
+    kinds = {i["id"]: failure_kinds(i) for i in doc["items"]}
+    assert kinds["empty"] == ["error"] and kinds["bad-6"] == ["error"] and kinds["ok1"] == []
+    md = render_markdown(doc)
+    assert "| errors | 8 |" in md and "- error: bad.jsonl:2: the question is empty" in md
+    assert "Failed items (8 of 10)" in md and "- expected" not in md.split("### empty")[1].split("###")[0]
+    page = write_report(doc, tmp_path / "rep").read_text(encoding="utf-8")
+    assert "<th>error</th><td>bad.jsonl:4: the question is a number, not a string</td>" in page
+    assert "<td>errors</td><td>8</td>" in page
+    # a saved result round-trips with its error
+    r = next(r for r in results if r.error)
+    assert ItemResult.from_fields(r.item, r.result_fields()).error == r.error
+
+
+def test_everything_fails_and_the_report_still_renders(tmp_path):
+    from qa_app.eval_report import write_report
+
+    f = tmp_path / "all_bad.jsonl"
+    f.write_text('{"question": ""}\nnot json\n', encoding="utf-8")
+    results = evaluate(load_eval_set(f), ScriptedAssistant(), progress=False)
+    doc = results_document(results, {"top_k": 10})
+    assert doc["errors"] == 2 and doc["metrics"]["n"] == 0 and doc["metrics"]["answer_accuracy"] == 0.0
+    assert write_report(doc, tmp_path / "rep").is_file()
+
+
+@pytest.mark.slow
+def test_eval_command_reports_error_items_and_finishes(seeds_index, tmp_path):
+    from .test_cli import run
+
+    lines = DEV_SET.read_text(encoding="utf-8").splitlines()[:2]
+    f = tmp_path / "mixed.jsonl"
+    f.write_text("\n".join([lines[0], '{"id": "e1", "question": ""}', "{not json", '{"id": "e2", "question": ["列表"]}',
+                            '{"id": "e3", "question": "\U0001f44d"}', lines[1]]) + "\n", encoding="utf-8")
+    out = run(["eval", str(f), "--quiet", "--json", str(tmp_path / "r.json")], seeds_index.data_dir)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert "4 of 6 items could not be run" in out.stderr and "mixed.jsonl:2: the question is empty" in out.stderr
+    assert "| n | 2 |" in out.stdout and "| errors | 4 |" in out.stdout
+    doc = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert doc["errors"] == 4 and doc["metrics"]["n"] == 2 and len(doc["items"]) == 6
+    e3 = next(i for i in doc["items"] if i["id"] == "e3")
+    assert "no letters or digits" in e3["error"]  # the answerer's own check, met while running
+    assert [i["id"] for i in doc["items"] if not i["error"]] == [json.loads(lines[0])["id"], json.loads(lines[1])["id"]]

@@ -50,6 +50,7 @@ def small_index(tmp_path):
 def test_changed_file_replaces_its_chunks(small_index):
     index, path = small_index
     old = set(index.catalog.chunk_ids())
+    cached = index.catalog.db.execute("SELECT COUNT(*) FROM embedding_cache").fetchone()[0]
     path.write_text(path.read_text(encoding="utf-8") + "\n\n新增段落：全区新建口袋公园12处。\n", encoding="utf-8")
     report = ingest([path.parent], index, progress=False)
     assert report.updated == ["review.txt"]
@@ -58,7 +59,8 @@ def test_changed_file_replaces_its_chunks(small_index):
     assert len(new) >= len(old) and new != old
     _consistent(index)
     # Unchanged chunk texts were not embedded again: the cache already had them.
-    assert index.catalog.db.execute("SELECT COUNT(*) FROM embedding_cache").fetchone()[0] <= len(old) + 3
+    # Unchanged sentences were not embedded again: only the new paragraph's sentence was.
+    assert index.catalog.db.execute("SELECT COUNT(*) FROM embedding_cache").fetchone()[0] <= cached + 2
 
 
 def test_delete_document(small_index):

@@ -30,6 +30,7 @@ from qa_app.config import Settings
 from qa_app.doctor import doctor_command, run_doctor
 from qa_app.index.catalog import Catalog
 from qa_app.index.lock import IndexBusyError, WriterLock
+from qa_app.index.sentences import units
 from qa_app.index.store import Index, text_hash
 from qa_app.ingest.pipeline import ingest
 
@@ -54,8 +55,10 @@ def data_dir_with_cache(tmp_path: Path, seeds_index: Index, uncached: int = 0) -
 
 
 def doc_hashes(seeds_index: Index, prefix: str) -> list[str]:
+    """The embedding-cache keys of a seed's sentences (a chunk is embedded as its sentences)."""
     limit = seeds_index.settings.embedding_max_chars
-    return [text_hash(c.index_text()[:limit]) for c in seeds_index.chunks() if c.doc_id.startswith(prefix)]
+    mine = [c for c in seeds_index.chunks() if c.doc_id.startswith(prefix)]
+    return list(dict.fromkeys(text_hash(u[:limit]) for c in mine for u in units(c.norm)))
 
 
 def cached_vectors(data: Path) -> int:

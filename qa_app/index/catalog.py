@@ -15,12 +15,14 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from qa_app.index.crash import crash_point
-from qa_app.models import Chunk, DocumentInfo
+from qa_app.models import Chunk, DocumentInfo, Scope
+
+_DOC_COLUMNS = "doc_id, title, date, year, kind, script, source_path, sha256, scope"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
     doc_id TEXT PRIMARY KEY, title TEXT, date TEXT, year INTEGER, kind TEXT, script TEXT,
-    source_path TEXT, sha256 TEXT, n_chunks INTEGER, ingested_at TEXT);
+    source_path TEXT, sha256 TEXT, n_chunks INTEGER, ingested_at TEXT, scope TEXT);
 CREATE TABLE IF NOT EXISTS chunks (
     chunk_id TEXT PRIMARY KEY, doc_id TEXT, ordinal INTEGER, text TEXT, norm TEXT, section TEXT,
     start INTEGER, "end" INTEGER, kind TEXT, tokens TEXT);
@@ -39,13 +41,26 @@ class Catalog:
         self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(_SCHEMA)
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(documents)")}
+        if "scope" not in columns:  # a catalog written before documents had a scope
+            self.db.execute("ALTER TABLE documents ADD COLUMN scope TEXT")
 
     # --- documents -------------------------------------------------------------------
+    @staticmethod
+    def _doc(row) -> DocumentInfo:
+        try:
+            scope = Scope.from_dict(json.loads(row[8])) if row[8] else Scope()
+        except (TypeError, ValueError, KeyError, IndexError):
+            scope = Scope()  # unreadable scope: the document stays usable, unscoped
+        return DocumentInfo(*row[:8], scope=scope)
+
     def documents(self) -> list[DocumentInfo]:
-        rows = self.db.execute(
-            "SELECT doc_id, title, date, year, kind, script, source_path, sha256 FROM documents ORDER BY doc_id"
-        ).fetchall()
-        return [DocumentInfo(*r) for r in rows]
+        rows = self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents ORDER BY doc_id").fetchall()
+        return [self._doc(r) for r in rows]
+
+    def unscoped_documents(self) -> set[str]:
+        """Documents written before documents had a scope: the next ingest infers theirs."""
+        return {r[0] for r in self.db.execute("SELECT doc_id FROM documents WHERE scope IS NULL")}
 
     def document_sha(self, doc_id: str) -> str | None:
         row = self.db.execute("SELECT sha256 FROM documents WHERE doc_id=?", (doc_id,)).fetchone()
@@ -54,18 +69,13 @@ class Catalog:
     def documents_with_sha(self, sha256: str) -> list[DocumentInfo]:
         """Documents indexed from exactly these bytes (to refuse indexing a copy twice)."""
         rows = self.db.execute(
-            "SELECT doc_id, title, date, year, kind, script, source_path, sha256 FROM documents "
-            "WHERE sha256=? ORDER BY doc_id",
-            (sha256,),
+            f"SELECT {_DOC_COLUMNS} FROM documents WHERE sha256=? ORDER BY doc_id", (sha256,)
         ).fetchall()
-        return [DocumentInfo(*r) for r in rows]
+        return [self._doc(r) for r in rows]
 
     def document_info(self, doc_id: str) -> DocumentInfo | None:
-        row = self.db.execute(
-            "SELECT doc_id, title, date, year, kind, script, source_path, sha256 FROM documents WHERE doc_id=?",
-            (doc_id,),
-        ).fetchone()
-        return DocumentInfo(*row) if row else None
+        row = self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE doc_id=?", (doc_id,)).fetchone()
+        return self._doc(row) if row else None
 
     def chunk_ids(self, doc_id: str | None = None) -> list[str]:
         if doc_id is None:
@@ -77,9 +87,10 @@ class Catalog:
         with self._transaction():
             self.db.execute("DELETE FROM chunks WHERE doc_id=?", (doc.doc_id,))
             self.db.execute(
-                "INSERT OR REPLACE INTO documents VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO documents (doc_id, title, date, year, kind, script, source_path, sha256, "
+                "n_chunks, ingested_at, scope) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (doc.doc_id, doc.title, doc.date, doc.year, doc.kind, doc.script,
-                 doc.source_path, doc.sha256, len(chunks), when),
+                 doc.source_path, doc.sha256, len(chunks), when, json.dumps(doc.scope.to_dict(), ensure_ascii=False)),
             )
             self.db.executemany(
                 'INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?)',

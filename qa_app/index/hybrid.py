@@ -15,6 +15,9 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from qa_app.index.query import Query
+from qa_app.index.sentences import units
+from qa_app.index.scope import QuestionScope, docs_for_place
+from qa_app.index.scope import resolve as resolve_scope
 from qa_app.index.store import Index, Snapshot
 from qa_app.models import Passage
 from qa_app.text import normalize, year_scope
@@ -24,16 +27,23 @@ from qa_app.text import normalize, year_scope
 class Filters:
     doc_ids: frozenset[str] | None = None
     years: frozenset[int] | None = None
+    places: frozenset[str] | None = None  # place names (安徽, 北京市海淀区) or adcodes
+    kinds: frozenset[str] | None = None  # document kinds (work_report, plan_report …)
 
     def resolve(self, snap: Snapshot) -> set[str] | None:
         """The document ids the filters allow (None: all)."""
-        if self.doc_ids is None and self.years is None:
+        if self.doc_ids is None and self.years is None and self.places is None and self.kinds is None:
             return None
         allowed = set(snap.docs)
+        docs = list(snap.docs.values())
         if self.doc_ids is not None:
             allowed &= set(self.doc_ids)
         if self.years is not None:
-            allowed &= {d.doc_id for d in snap.docs.values() if d.year in self.years}
+            allowed &= {d.doc_id for d in docs if d.year in self.years}
+        if self.places is not None:
+            allowed &= {doc_id for name in self.places for doc_id in docs_for_place(name, docs)}
+        if self.kinds is not None:
+            allowed &= {d.doc_id for d in docs if d.kind in self.kinds}
         return allowed
 
 
@@ -68,17 +78,26 @@ class HybridSearcher:
         self.index = index
         self.settings = index.settings
 
-    def search(self, question: str | Query, k: int | None = None, filters: Filters | None = None) -> list[Passage]:
+    def search(
+        self, question: str | Query, k: int | None = None, filters: Filters | None = None,
+        scope: QuestionScope | None = None, snap: Snapshot | None = None,
+    ) -> list[Passage]:
+        """The top ``k`` passages, from the documents the filters and the question's scope allow
+        (the scope is resolved here unless given)."""
         s = self.settings
         query = question if isinstance(question, Query) else Query.parse(question)
         k = k or s.top_k
-        snap = self.index.snapshot()  # one consistent view for the whole search
+        snap = snap or self.index.snapshot()  # one consistent view for the whole search
         allowed = (filters or Filters()).resolve(snap)
+        scope = scope if scope is not None else resolve_scope(query.norm, list(snap.docs.values()))
+        if scope.allowed is not None:
+            allowed = set(scope.allowed) if allowed is None else allowed & scope.allowed
         if allowed is not None and not allowed:
             return []
         lexical = snap.bm25.search(query.bm25_tokens(), s.candidates, snap.allowed_mask(allowed))
         dense_weight = s.dense_weight_latin if query.latin else s.dense_weight
-        dense = self.index.dense_search(query.dense_text, s.candidates, allowed, snap) if dense_weight > 0 else []
+        qv = self.index.query_vector(query.dense_text) if dense_weight > 0 and snap.chunks else None
+        dense = self.index.dense_search(query.dense_text, s.candidates, allowed, snap, qv) if qv is not None else []
         if s.fusion == "rrf":
             fused = rrf([([c for c, _ in lexical], s.bm25_weight), ([c for c, _ in dense], dense_weight)], s.rrf_k)
         else:
@@ -98,7 +117,17 @@ class HybridSearcher:
             passages.append(
                 Passage(chunk, doc, score, rank, {"bm25": lex_scores.get(cid, 0.0), "dense": dense_scores.get(cid, 0.0)})
             )
+        if passages and qv is not None:
+            self._sentence_sims(passages, qv, snap)
         return passages
+
+    def _sentence_sims(self, passages: list[Passage], qv, snap: Snapshot) -> None:
+        """How close each sentence of the passages is to the question, for choosing the one that answers."""
+        vectors = self.index.sentence_vectors(snap)
+        if not len(vectors):
+            return
+        for p in passages:
+            p.sentence_sims = vectors.similarities(units(p.chunk.norm), qv)
 
 
     def _boost_years(self, snap: Snapshot, fused: dict[str, float], years: list[int]) -> None:
@@ -106,7 +135,7 @@ class HybridSearcher:
         for cid in fused:
             chunk = snap.chunks.get(cid)
             doc = snap.docs.get(chunk.doc_id) if chunk else None
-            if chunk is not None and doc is not None and year_scope(chunk.norm, chunk.section, doc.year, set(years)):
+            if chunk is not None and doc is not None and year_scope(chunk.norm, chunk.section, doc.years(), set(years)):
                 fused[cid] *= 1.0 + self.settings.year_boost
 
 

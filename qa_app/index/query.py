@@ -7,38 +7,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 
 from qa_app.index.tokenize import tokens, words
-from qa_app.text import YEAR_RE, is_latin_question, normalize
+from qa_app.lexicon import active
+from qa_app.text import YEAR_RE, is_latin_question, normalize, plans_in
 
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
-GLOSSARY = RESOURCES / "glossary_en_zh.tsv"
-SYNONYMS = RESOURCES / "synonyms.txt"
-
-
-@lru_cache(maxsize=1)
 def glossary() -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for line in GLOSSARY.read_text(encoding="utf-8").splitlines():
-        if not line.strip() or line.startswith("#") or "\t" not in line:
-            continue
-        en, zh = line.split("\t", 1)
-        out[en.strip().lower()] = zh.split()
-    return out
+    return active().glossary
 
 
-@lru_cache(maxsize=1)
 def synonym_groups() -> dict[str, tuple[str, ...]]:
-    groups: dict[str, tuple[str, ...]] = {}
-    for line in SYNONYMS.read_text(encoding="utf-8").splitlines():
-        terms = tuple(t.lower() for t in line.split())
-        if len(terms) < 2 or line.startswith("#"):
-            continue
-        for t in terms:
-            groups.setdefault(t, terms)
-    return groups
+    return active().synonyms
 
 
 def contains_term(text: str, term: str) -> bool:
@@ -84,6 +63,7 @@ class Query:
     latin: bool
     years: list[int] = field(default_factory=list)
     expansion: list[str] = field(default_factory=list)  # Chinese terms for an English question
+    plans: frozenset[tuple[int, int]] = frozenset()  # five-year plans named (十四五 → (2021, 2025))
 
     @classmethod
     def parse(cls, text: str) -> "Query":
@@ -92,7 +72,7 @@ class Query:
         years = [int(y) for y in YEAR_RE.findall(norm)]
         expansion = translate_terms(norm) if latin else []
         expansion += [t for t in synonyms_in(" ".join([norm, *expansion])) if t not in expansion]
-        return cls(text=text, norm=norm, latin=latin, years=years, expansion=expansion)
+        return cls(text=text, norm=norm, latin=latin, years=years, expansion=expansion, plans=frozenset(plans_in(norm)))
 
     @property
     def dense_text(self) -> str:

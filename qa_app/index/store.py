@@ -31,6 +31,7 @@ from qa_app.index.catalog import Catalog
 from qa_app.index.crash import crash_point
 from qa_app.index.embeddings import embedder_name, make_embeddings
 from qa_app.index.lock import WriterLock
+from qa_app.index.sentences import SentenceVectors, mean_vector, units
 from qa_app.index.vector_store import ChromaStore
 from qa_app.models import Chunk, DocumentInfo
 
@@ -83,6 +84,7 @@ class Index:
         self._chroma: ChromaStore | None = None
         self._lock = threading.RLock()
         self._snap: Snapshot | None = None
+        self._sentences: tuple[int, SentenceVectors] | None = None
         self.writer = WriterLock(self.data_dir / "writer.lock")
 
     # --- components, created on first use ---------------------------------------------------
@@ -151,11 +153,15 @@ class Index:
     def __len__(self) -> int:
         return len(self.snapshot().chunks)
 
-    def dense_search(self, query: str, k: int, doc_ids: set[str] | None = None, snap: Snapshot | None = None) -> list[tuple[str, float]]:
+    def dense_search(
+        self, query: str, k: int, doc_ids: set[str] | None = None, snap: Snapshot | None = None,
+        vector: np.ndarray | None = None,
+    ) -> list[tuple[str, float]]:
+        """Chunks nearest the query (its ``vector`` when the caller has it already)."""
         snap = snap or self.snapshot()
         if not snap.chunks:
             return []
-        vector = self.embeddings.embed_query(query)
+        vector = (vector if vector is not None else self.query_vector(query)).tolist()
         where = {"doc_id": {"$in": sorted(doc_ids)}} if doc_ids is not None else None
         hits = self.chroma.query(vector, k, where)
         # Only chunks the catalog lists count: vectors left by an interrupted write are ignored.
@@ -221,7 +227,7 @@ class Index:
         docs = {d.doc_id: d for d in self.catalog.documents()}
         for doc_id in sorted({c.doc_id for c in chunks}):
             mine = [c for c in chunks if c.doc_id == doc_id]
-            vectors = self.embed_texts([c.index_text() for c in mine])
+            vectors = self.embed_chunks(mine)
             self.chroma.upsert([c.chunk_id for c in mine], vectors, self._metadatas(docs[doc_id], mine))
 
     def rebuild_vectors(self) -> int:
@@ -235,6 +241,42 @@ class Index:
     @staticmethod
     def _metadatas(doc: DocumentInfo, chunks: list[Chunk]) -> list[dict[str, Any]]:
         return [{"doc_id": c.doc_id, "year": doc.year or 0, "ordinal": c.ordinal, "kind": c.kind} for c in chunks]
+
+    def embed_chunks(self, chunks: list[Chunk], progress=None) -> list[list[float]]:
+        """A vector per chunk: the mean of its sentence units' vectors (each cached by content)."""
+        limit = self.settings.embedding_max_chars
+        unit_lists = [units(c.norm) or [c.index_text()[:limit]] for c in chunks]
+        flat = self.embed_texts([u for us in unit_lists for u in us], progress)
+        out, i = [], 0
+        for us in unit_lists:
+            out.append(mean_vector(flat[i : i + len(us)]))
+            i += len(us)
+        return out
+
+    @staticmethod
+    def unit_count(chunks: list[Chunk]) -> int:
+        """How many texts ``embed_chunks`` embeds for these chunks (for a progress bar)."""
+        return sum(len(units(c.norm)) or 1 for c in chunks)
+
+    def sentence_vectors(self, snap: Snapshot | None = None) -> SentenceVectors:
+        """The sentence vectors of a snapshot's chunks, from the embedding cache (built once per version)."""
+        snap = snap or self.snapshot()
+        held = self._sentences
+        if held is not None and held[0] == snap.version:
+            return held[1]
+        limit = self.settings.embedding_max_chars
+        texts = sorted({u for c in snap.chunks.values() for u in units(c.norm)})
+        found = self.catalog.cached_vectors(self.model_name, {text_hash(t[:limit]) for t in texts})
+        have = [t for t in texts if text_hash(t[:limit]) in found]
+        matrix = np.asarray([found[text_hash(t[:limit])] for t in have], dtype=np.float32)
+        if not have:  # an index written without sentence vectors: no similarities, nothing breaks
+            matrix = np.zeros((0, 0), dtype=np.float32)
+        vectors = SentenceVectors(have, matrix)
+        self._sentences = (snap.version, vectors)
+        return vectors
+
+    def query_vector(self, text: str) -> np.ndarray:
+        return np.asarray(self.embeddings.embed_query(text), dtype=np.float32)
 
     def embed_texts(self, texts: list[str], progress=None) -> list[list[float]]:
         """Embed with a content-hash cache: unchanged chunk texts are never embedded twice."""

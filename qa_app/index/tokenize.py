@@ -11,14 +11,14 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from qa_app.lexicon import active
 from qa_app.text import normalize
 
-USER_DICT = Path(__file__).resolve().parent.parent / "resources" / "userdict.txt"
 
 STOPWORDS = frozenset(
     """的 了 和 与 及 以 在 是 为 对 将 把 被 从 等 由 于 中 上 下 个 之 其 或 而 并 也 都 又 就 着 呢 吗 吧 啊
     什么 多少 哪些 哪个 哪里 哪年 几 怎么 怎样 如何 是否 有没有 有 没有 请问 请 一下 呢 啥 谁 何时 何 为何 为什么
-    年 月 日 数量 数目 方面 情况 相关 主要 进行 开展 工作 问题 关于 通过 方面 实现 推进 加强 推动 全面 提出 提到 报告 海淀 海淀区
+    年 月 日 数量 数目 方面 情况 相关 主要 进行 开展 工作 问题 关于 通过 方面 实现 推进 加强 推动 全面 提出 提到 报告
     the a an of in on for to and or is are was were what which how many much did does do be by with at from as it its this that
     """.split()
 )
@@ -26,19 +26,22 @@ _PUNCT_RE = re.compile(r"^[\W_]+$")
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]{2,}")
 
 
-@lru_cache(maxsize=1)
-def _jieba():
+@lru_cache(maxsize=8)
+def _tokenizer(userdicts: tuple[Path, ...]):
+    """A jieba tokenizer of our own (the global one is left alone) with these user dictionaries."""
     import jieba
 
     jieba.setLogLevel(logging.WARNING)
-    jieba.load_userdict(str(USER_DICT))
-    return jieba
+    tk = jieba.Tokenizer()
+    for path in userdicts:
+        tk.load_userdict(str(path))
+    return tk
 
 
 def words(text: str) -> list[str]:
     """jieba words of normalised text, lower-cased, without punctuation and stopwords."""
     out = []
-    for w in _jieba().lcut(normalize(text).lower()):
+    for w in _tokenizer(active().userdicts).lcut(normalize(text).lower()):
         w = w.strip()
         if not w or _PUNCT_RE.match(w) or w in STOPWORDS:
             continue

@@ -17,10 +17,15 @@ class VectorStoreError(RuntimeError):
     pass
 
 
+# How a chunk's vector is made (v2: the mean of its sentence vectors); part of the collection's
+# name, so vectors made another way never share a collection.
+VECTOR_RECIPE = "s2"
+
+
 def _collection_name(base: str, model: str) -> str:
     # One collection per embedding model: switching models never mixes vector spaces.
     slug = re.sub(r"[^a-zA-Z0-9._-]+", "-", model).strip("-._")[:40] or "default"
-    return f"{base}-{slug}"
+    return f"{base}-{slug}-{VECTOR_RECIPE}"
 
 
 class ChromaStore:

@@ -1,8 +1,10 @@
 """Structure-aware chunking of cleaned report text.
 
 Headings (第一章 / 第一节 / 一、/ （一）/ 1. / （1）/ 专栏N and short title lines) open
-sections; a chunk never crosses a heading. Inside a section, sentences (ending in
-。！？；) are packed up to ``target`` characters; an over-long sentence is cut at commas.
+sections; a short unnumbered line is a title only when it looks like one: not page chrome, not a
+fragment that stops on a conjunction ("…国民经济和"), not a date, by-line or speaker's line. A chunk
+never crosses a heading. Inside a section, sentences (ending in 。！？；) are packed up to
+``target`` characters; an over-long sentence is cut at commas.
 Flattened tables become row-wise table chunks. Every chunk knows its section path and
 its character span in the cleaned text, and a text chunk's text is exactly that span.
 """
@@ -13,6 +15,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from qa_app.ingest.clean import ends_dangling, is_caption_or_byline, is_chrome_line, is_field_line
 from qa_app.ingest.tables import TableRow, group_rows
 from qa_app.models import Chunk
 from qa_app.text import CJK_RE, normalize
@@ -33,6 +36,20 @@ _GENERIC_RANK = 8
 _SENT_END = re.compile(r"(?<=[。！？；!?;])[”’」』\"]?")
 _SOFT_BREAK = re.compile(r"(?<=[，,、：:])")
 _TERMINAL = tuple("。！？；!?;，,：:")
+_CN_DIGIT = "〇零一二三四五六七八九十"
+# Lines that are short and unpunctuated like a title, yet are not one: a date, a speaker's line
+# ("海淀区人民政府区长 王合生", "自治区主席 艾尔肯·吐尼亚孜"), a dash lead-in ("——2026年…会议上").
+_DATE_LINE = re.compile(
+    rf"^(?:\d{{2,4}}\s*[年./\-]\s*\d{{1,2}}(?:\s*[月./\-]\s*\d{{1,2}}\s*日?)?|"
+    rf"[{_CN_DIGIT}]{{2,4}}年[{_CN_DIGIT}]{{1,3}}月(?:[{_CN_DIGIT}]{{1,3}}日)?)$"
+)
+# A title led by its year ("2026年重点工作", "2026年自治区民生实事"); other lines led by a digit are
+# figures ("1.5亿元用于…") or dates.
+_YEAR_TITLE = re.compile(r"^(?:19|20)\d{2}年(?![\d〇零一二三四五六七八九十]{1,2}月)(?=[\u4e00-\u9fff“《])")
+_SPEAKER_LINE = re.compile(
+    r"^[\u4e00-\u9fff]{0,20}(?:省长|市长|区长|县长|州长|旗长|主席|书记|主任|部长|厅长|局长|代表|委员|"
+    r"省長|市長|區長|縣長|書記|部長|廳長|局長|委員)[\s\u3000]+[\u4e00-\u9fff·]{1,10}(?:[\s\u3000][\u4e00-\u9fff·]{1,4})?$"
+)
 
 
 def heading_rank(line: str) -> int | None:
@@ -48,12 +65,22 @@ def heading_rank(line: str) -> int | None:
     if (
         len(line) <= 30
         and CJK_RE.search(line)
-        and not line[0].isdigit()
+        and (not line[0].isdigit() or _YEAR_TITLE.match(line))
         and not line.endswith(_TERMINAL)
         and not re.search(r"[，,。；;]", line)
+        and _looks_like_title(line)
     ):
         return _GENERIC_RANK
     return None
+
+
+def _looks_like_title(line: str) -> bool:
+    """An unnumbered short line is a title unless it is chrome, a fragment or a by-line."""
+    if ends_dangling(line) or line.startswith(("——", "--", "－－", "―")):
+        return False  # "…国民经济和" waits for its rest; "——…会议上" is a subtitle
+    if _DATE_LINE.match(line) or _SPEAKER_LINE.match(line):
+        return False
+    return not (is_chrome_line(line) or is_caption_or_byline(line) or is_field_line(line))
 
 
 @dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -48,9 +49,97 @@ def load_text(path: Path) -> str:
 
 
 def load_html(path: Path) -> str:
+    """The main text of a web page: trafilatura's boilerplate removal (menus, share bars, related
+    links and footers go), tables kept as one "cell |" line per cell; when trafilatura is missing
+    or finds no main text, the whole page through BeautifulSoup."""
+    html = _decode(path.read_bytes(), path.name)
+    return _html_main_text(html) or _html_all_text(html)
+
+
+_BLOCKS = {"head", "p", "item", "quote", "code", "cell"}
+
+
+def _html_main_text(html: str) -> str:
+    try:
+        import trafilatura
+        from lxml import etree
+    except ImportError:
+        return ""
+    try:  # offline: extraction works on the string, nothing is fetched
+        xml = trafilatura.extract(
+            html, output_format="xml", include_tables=True, include_comments=False, include_images=False,
+            include_links=False, include_formatting=False, favor_recall=True, deduplicate=False, with_metadata=True,
+            config=_trafilatura_config(),
+        )
+        root = etree.fromstring(xml.encode("utf-8")) if xml else None
+    except Exception:  # noqa: BLE001 - a page trafilatura cannot parse falls back to the plain path
+        return ""
+    if root is None:
+        return ""
+    main = root.find("main")
+    lines: list[str] = []
+    _xml_lines(main if main is not None else root, lines)
+    if not any(ln.strip() for ln in lines):
+        return ""
+    # trafilatura takes the page's headline out of the text into its metadata; the report's title
+    # belongs on the first line, where metadata inference reads it.
+    title = _page_title(root.get("title") or "")
+    if title and not any(title in ln for ln in lines[:3]):
+        lines.insert(0, title)
+    return "\n".join(lines).strip() + "\n"
+
+
+def _page_title(title: str) -> str:
+    """The headline in trafilatura's title: a <title> is often "headline_column_site"."""
+    return re.split(r"\s*(?:_|\||｜|\s-\s|\s—\s)\s*", title.strip(), maxsplit=1)[0].strip()
+
+
+@lru_cache(maxsize=1)
+def _trafilatura_config():
+    from trafilatura.settings import use_config
+
+    config = use_config()
+    # A short report page is still a report: without this, pages under 250 characters of main text
+    # get trafilatura's whole-page fallback, one paragraph of menus and body with the tables flattened.
+    config.set("DEFAULT", "MIN_EXTRACTED_SIZE", "1")
+    return config
+
+
+def _xml_lines(element, lines: list[str]) -> None:
+    """Walk trafilatura's XML: one line per paragraph or heading (split at <lb/>), table rows as
+    "cell |" lines with a blank line after the table."""
+    for child in element:
+        tag = child.tag if isinstance(child.tag, str) else ""
+        if tag == "table":
+            for row in child.iter("row"):
+                for cell in row.findall("cell"):
+                    lines.append(f"{_inline_text(cell).replace(chr(10), ' ').strip()} |")
+            lines.append("")
+        elif tag in _BLOCKS:
+            lines.extend(ln.strip() for ln in _inline_text(child).split("\n") if ln.strip())
+        elif tag:
+            if child.text and child.text.strip():
+                lines.append(child.text.strip())
+            _xml_lines(child, lines)
+        if child.tail and child.tail.strip():
+            lines.append(child.tail.strip())
+
+
+def _inline_text(element) -> str:
+    parts: list[str] = [element.text or ""]
+    for sub in element:
+        if sub.tag == "lb":
+            parts.append("\n")
+        else:
+            parts.append(_inline_text(sub))
+        parts.append(sub.tail or "")
+    return "".join(parts)
+
+
+def _html_all_text(html: str) -> str:
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(_decode(path.read_bytes(), path.name), "html.parser")
+    soup = BeautifulSoup(html, "html.parser")
     for tag in soup(["script", "style", "noscript", "nav", "header", "footer", "form"]):
         tag.decompose()
     for row in soup.find_all("tr"):

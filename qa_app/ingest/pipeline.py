@@ -26,9 +26,10 @@ from tqdm import tqdm
 from qa_app.index.store import Index
 from qa_app.index.tokenize import tokens
 from qa_app.ingest.chunk import chunk_text
-from qa_app.ingest.clean import clean_text
+from qa_app.ingest.clean import clean_report
 from qa_app.ingest.loaders import LoaderError, load, supported
 from qa_app.ingest.metadata import document_metadata
+from qa_app.ingest.scope import infer_scope
 from qa_app.models import Chunk, DocumentInfo
 
 log = logging.getLogger(__name__)
@@ -56,13 +57,23 @@ class PreparedDocument:
     tokens: list[list[str]]
 
 
-def expand_paths(paths: list[Path]) -> tuple[list[Path], dict[str, str]]:
-    """Files to ingest (folders walked recursively) and the paths that are not usable."""
+def expand_paths(paths: list[Path], skip: tuple[Path, ...] = ()) -> tuple[list[Path], dict[str, str]]:
+    """Files to ingest (folders walked recursively) and the paths that are not usable. Hidden
+    files and folders (.git, .DS_Store) and the folders in ``skip`` (the corpus pack: word
+    lists, not documents) are not walked into."""
     files: list[Path] = []
     problems: dict[str, str] = {}
+    skipped = {s.resolve() for s in skip}
+
+    def wanted(f: Path, root: Path) -> bool:
+        rel = f.relative_to(root).parts
+        if any(part.startswith(".") for part in rel):
+            return False
+        return not any(parent in skipped for parent in f.resolve().parents)
+
     for p in paths:
         if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*") if f.is_file() and supported(f)))
+            files.extend(sorted(f for f in p.rglob("*") if f.is_file() and supported(f) and wanted(f, p)))
         elif p.is_file():
             files.append(p)
         else:
@@ -72,17 +83,20 @@ def expand_paths(paths: list[Path]) -> tuple[list[Path], dict[str, str]]:
 
 def prepare(path: Path, settings, sha256: str) -> PreparedDocument:
     """Load, clean, chunk and tokenise one file (no index access)."""
-    cleaned = clean_text(load(path))
+    cleaned = clean_report(load(path))
     meta = document_metadata(path, cleaned)
+    title = str(meta.get("title") or path.stem)
+    scope, kind = infer_scope(title, cleaned, meta)
     info = DocumentInfo(
         doc_id=path.name,
-        title=str(meta.get("title") or path.stem),
+        title=title,
         date=str(meta.get("date") or ""),
         year=int(meta["year"]) if meta.get("year") else None,
-        kind=str(meta.get("kind") or ""),
+        kind=kind,
         script=str(meta.get("script") or "simplified"),
         source_path=str(path.resolve()),
         sha256=sha256,
+        scope=scope,
     )
     chunks = chunk_text(info.doc_id, cleaned, target=settings.chunk_chars, max_chars=settings.chunk_max_chars)
     if not chunks:
@@ -106,11 +120,14 @@ class _Batch:
         self.index, self.force = index, force
         self.by_sha: dict[str, Path] = {}
         self.by_name: dict[str, Path] = {}
+        self.unscoped = index.catalog.unscoped_documents()
 
     def is_unchanged(self, path: Path, sha: str) -> bool:
         indexed = self.index.catalog.document_info(path.name)
         if self.force or indexed is None or indexed.sha256 != sha or path.name in self.by_name:
             return False
+        if path.name in self.unscoped:
+            return False  # indexed before scopes existed: prepared again (its vectors are cached)
         here = str(path.resolve())
         if indexed.source_path != here and not Path(indexed.source_path).is_file():
             self.index.catalog.set_source_path(path.name, here)  # the same file, moved: follow it
@@ -174,7 +191,8 @@ def _kept(index: Index, path: Path, message: str) -> str:
 def ingest(paths: list[Path], index: Index, *, progress: bool = True, force: bool = False) -> IngestReport:
     """Index files and folders; ``force`` re-indexes files even when their bytes are unchanged."""
     report = IngestReport()
-    files, problems = expand_paths(paths)
+    pack = index.settings.lexicon
+    files, problems = expand_paths(paths, (Path(pack),) if pack else ())
     report.failed.update(problems)
     with index.writing("ingest " + " ".join(str(p) for p in paths)[:200]):
         todo = _plan(files, index, report, force)
@@ -183,12 +201,11 @@ def ingest(paths: list[Path], index: Index, *, progress: bool = True, force: boo
 
 
 def _write(todo: list[PreparedDocument], index: Index, report: IngestReport, progress: bool) -> None:
-    total = sum(len(d.chunks) for d in todo)
-    with tqdm(total=total, unit="chunk", desc="Embedding", disable=not progress or total == 0) as bar:
+    total = sum(index.unit_count(d.chunks) for d in todo)
+    with tqdm(total=total, unit="sentence", desc="Embedding", disable=not progress or total == 0) as bar:
         for doc in todo:
             existed = index.catalog.document_sha(doc.info.doc_id) is not None
-            texts = [c.index_text() for c in doc.chunks]
-            vectors = index.embed_texts(texts, progress=bar)
+            vectors = index.embed_chunks(doc.chunks, progress=bar)
             index.put_document(doc.info, doc.chunks, doc.tokens, vectors)
             (report.updated if existed else report.added).append(doc.info.doc_id)
             report.chunks += len(doc.chunks)

@@ -17,26 +17,32 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from qa_app.grounding import INSTRUCTION_RE, order_sentences
+from qa_app.index.sentences import unit_of, units
 from qa_app.models import Answer, Citation, Passage
 from qa_app.prompts import load_prompt
 from qa_app.question import QuestionAnalysis, TermGroup
-from qa_app.text import normalize, year_scope
+from qa_app.text import normalize, plans_in, year_scope
 
 _SENT_SPLIT = re.compile(r"(?<=[。！？；!?;])|\n")
 _LIST_SENT_SPLIT = re.compile(r"(?<=[。！？!?])|\n")
 _CLAUSE_SPLIT = re.compile(r"(?<=[，,：:；;])")
 _UNIT = (
     r"(?:%|万亿元|亿元|万元|元|亿美元|万美元|美元|万人次|万人|人次|个百分点|百分点|万平方米|平方米|平方公里|公里|千米|"
-    r"微克/立方米|万户|户|家|个|项|所|座|条|支|套|张|辆|吨|倍|名|人|件|台|部|处|亩|万|亿|千|P|G|米|天|年|次|场|批|期)"
+    r"微克/立方米|万户|户|家|个|项|所|座|条|支|套|张|辆|吨|倍|名|人|件|台|部|处|亩|万|亿|千|P|G|米|天|年|次|场|批|期|"
+    r"岁|℃|度|颗|只|斤|千瓦|瓦|千克|公斤|克|升|立方米|标准箱|架|艘|列|班|所|床|位|本)"
 )
-FIGURE_RE = re.compile(r"\d+(?:\.\d+)?\s*" + _UNIT)
+# A figure: a number with its unit, or a decimal ("收入比缩小至2.54"); a calendar year ("2025年")
+# says when, not how much.
+FIGURE_RE = re.compile(r"(?<![\d.])(?!(?:19|20)\d{2}\s*年)\d+(?:\.\d+)?\s*" + _UNIT + r"|\d+\.\d+")
 _CN_FIGURE = re.compile(r"[一二三四五六七八九十两百千万]+(?:个|家|项|所|座|条|支|套|倍|成|番|类|批)")
-TIME_RE = re.compile(r"(?:19|20)\d{2}\s*年|\d{1,2}\s*月|\d{1,2}\s*日|(?:19|20)\d{2}[-—–至到](?:19|20)?\d{2}")
+# A time: a year of any era (1628年, 公元前221年, 一九六一年, 天正16年), a month or day, a span, a century.
+TIME_RE = re.compile(
+    r"\d{1,4}\s*年(?!代?[均度来间内])|[〇零一二三四五六七八九]{4}年|\d{1,2}\s*月|\d{1,2}\s*日|"
+    r"(?:19|20)\d{2}[-—–至到](?:19|20)?\d{2}|\d{1,2}\s*世纪|[一二三四五六七八九十]+世纪"
+)
 _ANY_DIGIT = re.compile(r"\d")
 _TARGET = re.compile(r"目标|预期|安排|力争|计划|左右|要求|确保|控制在")
 _ACTUAL = re.compile(r"完成|实现|达到|预计|同比|比上年|较上年|全年")
-# Names of places and bodies: when the reports never mention one, they cannot answer about it.
-_ENTITY = re.compile(r"..(?:区|市|省|县|镇|乡|村|街道|大学|医院|公司|集团)$")
 _FIG_CLAUSE_SPLIT = re.compile(r"(?<=[，,：:；;、])")
 # Bracketed numbers inside a document ("…增长300%[9]。") look like this answer's citations:
 # quoted as they are, they would point the reader at a passage that was never given. Prompt
@@ -79,6 +85,21 @@ class Candidate:
     coverage: float
     has_target: bool
     years: frozenset[int]  # question years this sentence may speak for
+    sem: float | None = None  # similarity in meaning with the question (None: no sentence vector)
+    sem_gap: float = 0.0  # how much less similar than the closest candidate
+    heading: str = ""  # the passage's report title and section path (normalised)
+
+
+def _similarity(p: Passage, norm: str) -> float | None:
+    """The question's similarity with a sentence of ``p`` (normalised): its own unit's, else the
+    best of the units it spans (a list item joins several)."""
+    if not p.sentence_sims:
+        return None
+    hit = p.sentence_sims.get(unit_of(norm))
+    if hit is not None:
+        return hit
+    found = [p.sentence_sims[u] for u in units(norm) if u in p.sentence_sims]
+    return max(found) if found else None
 
 
 def _covers(group: TermGroup, text: str) -> bool:
@@ -112,9 +133,12 @@ def lost_figure(measure: str, clause: str, focus: tuple[str, ...] = ()) -> bool:
     number in front ("完成亿元", "森林面积达万公顷", "失业率为;", "托位数个。")."""
     for term in focus:
         # Right after the thing asked about comes the figure; here it comes straight to the unit or the end.
+        # A verb of amount or a unit must stand where the number was: the term followed by a
+        # comma alone ("完成扩建,") is only the end of a phrase.
+        verb = r"(?:完成|实现|达到|达|为|是|约|预计|控制在|增长|下降)"
+        unit = r"(?:元|美元|件|个|人次|人|家|项|平方米|公顷|亩|吨|辆|张|套|户|处|所|座|%)"
         if re.search(
-            re.escape(term) + r"(?:完成|实现|达到|达|为|是|约|预计|控制在|增长|下降)?(?:万亿|亿|万|千)?"
-            r"(?:元|美元|件|个|人次|人|家|项|平方米|公顷|亩|吨|辆|张|套|户|处|所|座|%)?(?:[,，。;；、]|以内|以上|以下|左右|$)",
+            re.escape(term) + rf"(?:{verb}(?:万亿|亿|万|千)?{unit}?|(?:万亿|亿|万|千)?{unit})(?:[,，。;；、]|以内|以上|以下|左右|$)",
             clause,
         ):
             return True
@@ -152,13 +176,15 @@ class ExtractiveGenerator:
             return norm.count("、") >= 1 or norm.count(",") + norm.count("，") + norm.count(";") >= 2 or "|" in norm
         return True
 
-    @staticmethod
-    def _coverage(q: QuestionAnalysis, sentence: str, heading: str, nearby: str) -> float:
-        # A word the reports never use cannot be what a passage is about: everyday wording
-        # ("一般多久能到") is left out of the measure. Unknown names are refused earlier.
+    def _coverage(self, q: QuestionAnalysis, sentence: str, heading: str, nearby: str) -> float:
+        # A word the reports never use is everyday wording for something they say otherwise
+        # ("能花的钱" for 可支配收入) or a sign that they do not say it: it counts, at a reduced
+        # weight, as not covered, so that other evidence (the asked kind of answer, the
+        # passage's rank) decides.
         groups = [g for g in q.groups if not g.unknown]
-        total = sum(g.weight for g in groups)
-        if total <= 0:
+        unknown = sum(g.weight for g in q.groups if g.unknown) * self.settings.unknown_weight
+        total = sum(g.weight for g in groups) + unknown
+        if total <= 0 or not groups:
             return 0.0  # nothing the question asks about occurs in the reports
         got = 0.0
         for g in groups:
@@ -175,7 +201,7 @@ class ExtractiveGenerator:
         """Which of the question's years this sentence may speak for."""
         if not q.years:
             return frozenset()
-        return frozenset(year_scope(sentence, normalize(p.chunk.section), p.doc.year, set(q.years)))
+        return frozenset(year_scope(sentence, normalize(p.chunk.section), p.doc.years(), set(q.years)))
 
     def _sentences(self, q: QuestionAnalysis, text: str) -> list[str]:
         return statements(text, _LIST_SENT_SPLIT if q.qtype == "list" else _SENT_SPLIT)
@@ -185,26 +211,55 @@ class ExtractiveGenerator:
         for pi, p in enumerate(passages):
             heading = normalize(f"{p.doc.title} {p.chunk.section}").lower()
             nearby = p.chunk.norm.lower()
+            title = normalize(p.doc.title).lower()
+            section = normalize(p.chunk.section).lower()
+            section_plans = plans_in(normalize(p.chunk.section)) if q.query.plans else set()
             for sent in self._sentences(q, p.chunk.text):
-                norm = normalize(sent).lower()
-                if len(norm) < 4:
-                    continue
+                simplified = normalize(sent)
+                norm = simplified.lower()
+                if len(norm) < 4 or norm.strip("。") == title or (len(norm) <= 60 and norm in section):
+                    continue  # the report's title and the headings above the passage answer nothing
                 years = self._year_scope(q, p, norm)
                 if q.years and not years:
                     continue
+                if q.query.plans:
+                    # Asked about 十四五, a sentence about 十五五 (and only that) is about another period.
+                    named = plans_in(norm) or section_plans
+                    if named and not named & q.query.plans:
+                        continue
                 coverage = self._coverage(q, norm, heading, nearby)
                 sets_goal = bool(_TARGET.search(norm)) and not _ACTUAL.search(norm)
                 if q.stance == "actual" and sets_goal:
-                    coverage *= 0.6  # asked what happened; this sentence sets a goal
+                    continue  # asked what happened ("实际"); a goal is not an answer
                 elif q.stance == "target" and not _TARGET.search(norm + heading):
                     coverage *= 0.8
                 elif not q.stance and sets_goal:
                     coverage *= 0.92  # unless asked about plans, results come first
                 has_target = self._has_target(q, norm)
                 score = coverage + (0.15 if has_target else -0.25) - 0.02 * pi
-                out.append(Candidate(pi, sent, norm, score, coverage, has_target, years))
+                out.append(Candidate(pi, sent, norm, score, coverage, has_target, years, _similarity(p, simplified), heading=heading))
+        self._add_meaning(out)
         out.sort(key=lambda c: -c.score)
         return out
+
+    def _add_meaning(self, cands: list[Candidate]) -> None:
+        """Credit the sentences closest in meaning to the question (the embedding model's
+        sentence vectors), however differently they are worded: the closest gets
+        ``sem_support`` on top of its word coverage, one ``sem_margin`` behind it nothing."""
+        known = [c.sem for c in cands if c.sem is not None]
+        if not known:
+            return
+        best = max(known)
+        for c in cands:
+            if c.sem is not None:
+                c.sem_gap = best - c.sem
+        if self.settings.sem_support <= 0:
+            return
+        for c in cands:
+            if c.sem is not None:
+                bonus = self.settings.sem_support * max(0.0, 1.0 - (best - c.sem) / self.settings.sem_margin)
+                c.coverage += bonus
+                c.score += bonus
 
     # --- trimming -------------------------------------------------------------------------
     def _trim(self, q: QuestionAnalysis, cand: Candidate) -> str:
@@ -304,9 +359,29 @@ class ExtractiveGenerator:
                 i = j + 1
         return best
 
+    def supported(self, q: QuestionAnalysis, c: Candidate) -> bool:
+        """May this sentence answer? It covers enough of the question, or, holding the kind of
+        answer asked for (a figure, a time, a list) in one of the best passages, a little less.
+        Either way it must speak of the question's subject: one of its words that the documents
+        use, other than the framing ones (the place, 计划, 目标); a question none of whose subject
+        words the documents use at all may only be answered by the sentence closest in meaning."""
+        subject = [g for g in q.groups if not g.unknown and not g.framing]
+        if subject:
+            context = c.norm + " " + c.heading
+            if not any(_covers(g, context) for g in subject):
+                return False
+        elif c.sem is None or c.sem_gap > 0:
+            return False
+        if c.coverage >= self.settings.min_support:
+            return True
+        # Holding the asked kind of answer lowers the bar only for a sentence among the closest in
+        # meaning: a figure about something else ("区级一般公共预算收入增长4%" for GDP) does not pass.
+        close = c.sem is not None and c.sem_gap <= self.settings.sem_margin
+        typed = q.qtype in ("number", "time", "list") and c.has_target and c.passage_index < self.settings.typed_passages
+        return typed and close and c.coverage >= self.settings.min_support_typed
+
     def choose(self, q: QuestionAnalysis, cands: list[Candidate]) -> list[Candidate]:
-        support = self.settings.min_support
-        good = [c for c in cands if c.coverage >= support]
+        good = [c for c in cands if self.supported(q, c)]
         if not good:
             return []
         if len(q.years) > 1:
@@ -336,7 +411,9 @@ class ExtractiveGenerator:
     def generate(self, q: QuestionAnalysis, passages: list[Passage]) -> Answer:
         passages = passages[: self.settings.answer_passages]
         answer = Answer(question=q.query.text, text="", passages=passages, backend=self.name)
-        unknown = [g.alternatives[0] for g in q.groups if g.distinctive or (g.unknown and _ENTITY.search(g.alternatives[0]))]
+        # Only names of bodies no document mentions (某某大学, 三甲医院) make a question unanswerable
+        # by themselves; places are settled by the question's scope before retrieval.
+        unknown = [g.alternatives[0] for g in q.groups if g.entity]
         if unknown:
             answer = self._refuse(answer, q, f"the reports never mention {'、'.join(unknown)}")
             answer.text += f"（报告中未提及“{'”“'.join(unknown)}”。）" if not q.query.latin else ""
@@ -392,7 +469,7 @@ class ExtractiveGenerator:
         return answer
 
     def _cite(self, n: int, p: Passage, quote: str) -> Citation:
-        return Citation(n, p.chunk.chunk_id, p.doc.doc_id, p.doc.title, p.doc.date, p.chunk.section, quote)
+        return Citation(n, p.chunk.chunk_id, p.doc.doc_id, p.doc.title, p.doc.date, p.chunk.section, quote, p.doc.scope.place)
 
     def stream(self, q: QuestionAnalysis, passages: list[Passage]) -> Iterator[str]:
         """No tokens to stream: the answer is whole at once, given sentence by sentence."""

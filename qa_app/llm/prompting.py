@@ -203,7 +203,7 @@ def parse_citations(text: str, passages: list[Passage]) -> list[Citation]:
             continue  # left in the text: grounding.check names it
         p = passages[n - 1]
         quote = _closest_sentence(p, " ".join(segments))
-        out.append(Citation(n, p.chunk.chunk_id, p.doc.doc_id, p.doc.title, p.doc.date, p.chunk.section, quote))
+        out.append(Citation(n, p.chunk.chunk_id, p.doc.doc_id, p.doc.title, p.doc.date, p.chunk.section, quote, p.doc.scope.place))
     return out
 
 

@@ -1,0 +1,167 @@
+"""A question's scope: the places it names, resolved against what the index covers.
+
+A figure answers a question only for the place it belongs to, so a question that names a
+place is searched in that place's documents (and the places inside it: a question about
+北京 reads the 海淀区 reports); when no document is about the place itself, the documents
+of the province or city that contains it are read (a question about 合肥 reads the 安徽
+report), never the national one for a local question. Documents without a place (news,
+encyclopedia pages) are always searched. A question about places that no document covers
+is refused, saying what the index does cover.
+
+Relative years (今年, 去年, 前年, 明年) are read against the newest report in scope: in a
+report delivered in 2026, 去年 is 2025.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+
+from qa_app.models import DocumentInfo
+from qa_app.places import Place, gazetteer
+
+# Not 上年: "比上年增长" compares with the year before the one asked, whatever that is.
+_RELATIVE = {"前年": -2, "去年": -1, "今年": 0, "明年": 1}
+_RELATIVE_RE = re.compile("|".join(_RELATIVE))
+# Places joined in one question ("安徽和河南…分别…", "北京、上海两地…"): each is asked about.
+# Asking for each place, not for what they share ("京津冀三地协同发展…哪一年"): only then split.
+_EACH = re.compile(r"分别|各自|各是|各为|各有|哪个|哪一个|谁|更高|更多|更快|更大|相比|比较|对比|差距|高于|低于|多于|少于")
+_JOINER = r"\s*(?:和|与|及|以及|跟|同|、|,|，|还有|对比|相比|比较|vs\.?|VS)\s*"
+
+
+@dataclass(frozen=True)
+class QuestionScope:
+    named: tuple[Place, ...] = ()  # the places the question names
+    covered: tuple[Place, ...] = ()  # those the index has documents for (or for a place containing them)
+    allowed: frozenset[str] | None = None  # the documents the question may be answered from (None: all)
+    anchor_year: int | None = None  # what 今年 means for this question
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def out_of_scope(self) -> bool:
+        """The question names places and the index has nothing for any of them."""
+        return bool(self.named) and self.allowed is not None and not self.allowed
+
+
+def _docs_for(place: Place, docs: list[DocumentInfo]) -> set[str]:
+    g = gazetteer()
+    scoped = [(d, g.get(d.scope.place_code)) for d in docs if d.scope.place_code]
+    inside = {d.doc_id for d, p in scoped if p is not None and g.contains(place, p)}
+    if inside:
+        return inside
+    # No document about the place itself: its province's or city's, not the country's.
+    return {d.doc_id for d, p in scoped if p is not None and p.level != "country" and g.contains(p, place)}
+
+
+def docs_for_place(name: str, docs: list[DocumentInfo]) -> set[str]:
+    """The documents a place filter allows: by adcode, official or short name."""
+    g = gazetteer()
+    place = g.get(name) or g.resolve(name)
+    return _docs_for(place, docs) if place is not None else set()
+
+
+def named_places(text: str, docs: list[DocumentInfo]) -> list[tuple[int, str, Place]]:
+    """(offset, words, place) for the places a question names, resolved; the short names of
+    county-level places count when the index covers that place (海淀), else only their full
+    names do (朝阳区), because many are everyday words (和平, 长安)."""
+    g = gazetteer()
+    covered = {d.scope.place_code for d in docs if d.scope.place_code}
+    out = []
+    for offset, words, cands in g.find(text, short_districts=lambda p: p.code in covered):
+        if len(cands) > 1:
+            # 朝阳区 is in Beijing and in Changchun: the one the index covers, or one whose ancestor
+            # the question names; else the first.
+            mine = [p for p in cands if p.code in covered] or [
+                p for p in cands if any(a.short in text for a in g.lineage(p)[1:] if a.level != "country")
+            ]
+            cands = mine or cands
+        out.append((offset, words, cands[0]))
+    return out
+
+
+def resolve(text: str, docs: list[DocumentInfo]) -> QuestionScope:
+    g = gazetteer()
+    found = named_places(text, docs)
+    named = tuple(dict.fromkeys(p for _, _, p in found))
+    # "北京朝阳区": the question is about the district; the city only says where it is.
+    named = tuple(p for p in named if not any(q.code != p.code and g.contains(p, q) for q in named))
+    unscoped = {d.doc_id for d in docs if not d.scope.place_code}
+    allowed: frozenset[str] | None = None
+    covered: list[Place] = []
+    if named:
+        ids: set[str] = set()
+        for place in named:
+            mine = _docs_for(place, docs)
+            if mine:
+                covered.append(place)
+                ids |= mine
+        # A question naming a covered place and an uncovered one ("海淀区引进的上海企业") is about the covered one.
+        allowed = frozenset(ids | unscoped)
+    in_scope = [d for d in docs if allowed is None or d.doc_id in allowed]
+    anchor = _anchor_year(in_scope)
+    notes = [f"scope: {'、'.join(g.full_name(p) for p in covered)}"] if covered else []
+    return QuestionScope(named, tuple(covered), allowed, anchor, notes)
+
+
+def _anchor_year(docs: list[DocumentInfo]) -> int | None:
+    years = []
+    for d in docs:
+        m = re.match(r"(?:19|20)\d{2}", d.date or "")
+        if m:
+            years.append(int(m.group()))
+        elif d.scope.planned:
+            years.append(d.scope.planned[0])
+    return max(years) if years else None
+
+
+def with_explicit_years(text: str, anchor: int | None) -> str:
+    """今年/去年/明年 written as years (relative to ``anchor``, else to today)."""
+    base = anchor or date.today().year
+    return _RELATIVE_RE.sub(lambda m: f"{base + _RELATIVE[m.group()]}年", text)
+
+
+def split_compared(text: str, docs: list[DocumentInfo]) -> list[tuple[str, str]]:
+    """A question that asks the same thing of several places ("安徽和河南2025年GDP分别增长了多少？")
+    or years ("2023年和2024年…分别…") as one question per place or year, each labelled as the
+    question wrote it: [("安徽", "安徽2025年…"), ...]. Anything else comes back as [("", text)]."""
+    if not _EACH.search(text):
+        return [("", text)]
+    by_place = _split(text, [(o, w) for o, w, _ in named_places(text, docs)])
+    if len(by_place) > 1:
+        return by_place
+    years = [(m.start(), m.group()) for m in re.finditer(r"(?<!\d)(?:19|20)\d{2}年", text)]
+    return _split(text, years)
+
+
+def _split(text: str, found: list[tuple[int, str]]) -> list[tuple[str, str]]:
+    """One question per item of the longest run of ``found`` (offset, words) joined by 和/、/与…"""
+    if len(found) < 2:
+        return [("", text)]
+    runs: list[list[tuple[int, str]]] = [[found[0]]]
+    for item in found[1:]:
+        prev = runs[-1][-1]
+        between = text[prev[0] + len(prev[1]) : item[0]]
+        if re.fullmatch(_JOINER, between):
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    run = max(runs, key=len)
+    if len(run) < 2:
+        return [("", text)]
+    start, end = run[0][0], run[-1][0] + len(run[-1][1])
+    # "两地"/"两省"/"两年" only say how many are asked about: left out of each part.
+    tail = re.sub(r"^(?:[两二三四五六七八九几各]+(?:省|市|地|区|年|个省份|个地区)|等地)", "", text[end:])
+    return [(words, text[:start] + words + tail) for _, words in run]
+
+
+def coverage_text(docs: list[DocumentInfo], limit: int = 8) -> str:
+    """What the index covers, for a refusal: "北京市海淀区（5 份）、安徽省（1 份）等 27 个地区"."""
+    counts: dict[str, int] = {}
+    for d in docs:
+        if d.scope.place:
+            counts[d.scope.place] = counts.get(d.scope.place, 0) + 1
+    if not counts:
+        return ""
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    shown = "、".join(f"{name}（{n} 份）" for name, n in items[:limit])
+    return shown + (f"等 {len(items)} 个地区" if len(items) > limit else "")

@@ -1,0 +1,144 @@
+"""Document and question scope: places from the administrative-division data, periods, and
+answers that stay with the place and period asked about."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qa_app.index.scope import resolve, split_compared, with_explicit_years
+from qa_app.ingest.clean import clean_report as clean_text
+from qa_app.ingest.loaders import load
+from qa_app.ingest.metadata import document_metadata
+from qa_app.ingest.scope import infer_scope
+from qa_app.models import DocumentInfo, Scope
+from qa_app.places import gazetteer
+from qa_app.text import plans_in
+
+from .conftest import ROOT, SEEDS
+
+PROVINCES = ROOT.parent / "shared" / "corpora" / "provinces_2026"
+needs_provinces = pytest.mark.skipif(
+    not (PROVINCES / "manifest.json").is_file(),
+    reason=f"the provincial reports are not at {PROVINCES} (CI has ../shared beside the clone; a fresh clone does not)",
+)
+
+
+def doc(doc_id: str, place: str, date: str = "2026-02-01") -> DocumentInfo:
+    g = gazetteer()
+    p = g.resolve(place)
+    return DocumentInfo(doc_id, doc_id, date, scope=Scope(p.code, g.full_name(p), p.level, (2025, 2025), (2026, 2026)))
+
+
+def test_gazetteer_names_levels_and_parents():
+    g = gazetteer()
+    haidian = g.resolve("海淀")
+    assert (haidian.name, haidian.level, g.full_name(haidian)) == ("海淀区", "district", "北京市海淀区")
+    assert g.resolve("广西").name == "广西壮族自治区" and g.resolve("内蒙古").level == "province"
+    assert g.resolve("巴音郭楞").name == "巴音郭楞蒙古自治州"
+    assert g.full_name(g.resolve("深圳")) == "广东省深圳市"
+    assert g.resolve("吉林").level == "province"  # the province before the city of the same name
+    assert g.contains(g.resolve("北京"), haidian) and not g.contains(g.resolve("上海"), haidian)
+    found = g.find("豫省和皖省2025年")
+    assert [places[0].name for _, _, places in found] == ["河南省", "安徽省"]
+    # County-level short names only where the caller allows them (和平, 长安 are everyday words).
+    assert not g.find("和平发展") and g.find("和平区")
+
+
+def test_five_year_plans_as_year_spans():
+    assert plans_in("“十四五”发展回顾") == {(2021, 2025)}
+    assert plans_in("第十三个五年规划纲要") == {(2016, 2020)}
+    assert plans_in("十五五时期") == {(2026, 2030)}
+    assert not plans_in("十五年来") and not plans_in("三五成群")
+
+
+def test_seed_documents_get_their_place_period_and_kind():
+    manifest = json.loads((SEEDS / "manifest.json").read_text(encoding="utf-8"))
+    got = {}
+    for name in manifest:
+        path = SEEDS / name
+        cleaned = clean_text(load(path))
+        meta = document_metadata(path, cleaned)
+        got[name[:3]] = infer_scope(meta["title"], cleaned, meta)
+    assert {s.place for s, _ in got.values()} == {"北京市海淀区"}
+    assert got["000"][0].reported == (2023, 2023) and got["000"][0].planned == (2024, 2024)
+    assert got["003"][0].planned == (2016, 2020) and got["003"][1] == "plan"
+    assert got["001"][0].reported == (2021, 2021) and got["001"][1] == "work_report"  # delivered 2021-12-15
+
+
+@needs_provinces
+def test_every_provincial_report_is_placed_from_its_own_text():
+    manifest = json.loads((PROVINCES / "manifest.json").read_text(encoding="utf-8"))
+    g = gazetteer()
+    for name, entry in manifest.items():
+        path = PROVINCES / name
+        cleaned = clean_text(load(path))
+        meta = {k: v for k, v in document_metadata(path, cleaned).items() if k not in ("region", "place", "kind")}
+        scope, kind = infer_scope(meta["title"], cleaned, meta)
+        assert scope.place == g.full_name(g.resolve(entry["region"])), name
+        assert kind == "work_report" and scope.reported == (2025, 2025) and scope.planned == (2026, 2026), name
+
+
+def test_question_scope_restricts_refuses_and_resolves_relative_years():
+    docs = [doc("anhui.txt", "安徽"), doc("henan.txt", "河南"), doc("haidian.txt", "海淀", "2025-01-20"),
+            DocumentInfo("news.txt", "一则新闻")]
+    assert resolve("2025年安徽GDP增长多少？", docs).allowed == {"anhui.txt", "news.txt"}
+    assert resolve("北京2024年GDP？", docs).allowed == {"haidian.txt", "news.txt"}  # a district inside the city
+    assert resolve("合肥2025年新能源汽车产量", docs).allowed == {"anhui.txt", "news.txt"}  # the province's report
+    assert resolve("今年的目标是什么", docs).allowed is None
+    # "北京朝阳区": the district is what is asked about, and no document covers it.
+    assert resolve("2023年北京朝阳区的经济总量涨了多少", docs).named[0].name == "朝阳区"
+    only_scoped = docs[:3]
+    for question in ("浙江省2026年GDP增长目标是多少？", "深圳2025年GDP", "朝阳区2023年地区生产总值"):
+        assert resolve(question, only_scoped).out_of_scope, question
+    assert not resolve("海淀区引进了多少家上海企业", only_scoped).out_of_scope
+    anchor = resolve("安徽去年GDP增长多少", only_scoped).anchor_year
+    assert with_explicit_years("安徽去年GDP增长多少", anchor) == "安徽2025年GDP增长多少"
+
+
+def test_compared_places_and_years_become_one_question_each():
+    assert split_compared("安徽和河南2025年经济增速分别是多少？", []) == [
+        ("安徽", "安徽2025年经济增速分别是多少？"), ("河南", "河南2025年经济增速分别是多少？")]
+    assert [label for label, _ in split_compared("2023年和2024年海淀GDP增速分别是多少？", [])] == ["2023年", "2024年"]
+    # Places that share one topic are not a comparison.
+    assert split_compared("北京、天津、河北三地协同发展的国家战略是哪一年满十年的?", []) == [
+        ("", "北京、天津、河北三地协同发展的国家战略是哪一年满十年的?")]
+
+
+def test_places_no_report_covers_are_refused_with_what_is_covered(assistant):
+    for question in ("朝阳区2023年地区生产总值增速是多少？", "深圳2025年GDP是多少？"):
+        a = assistant.ask(question)
+        assert a.refused and "北京市海淀区" in a.text, (question, a.text)
+    a = assistant.ask("北京2023年地区生产总值增长了多少？")
+    assert not a.refused and "6%" in a.text and a.citations[0].place == "北京市海淀区"
+    a = assistant.ask("上海和海淀2023年地区生产总值分别增长了多少？")
+    first, second = a.text.split("\n")
+    assert first.startswith("〔上海〕") and "上海市" in first and second.startswith("〔海淀〕") and "6%" in second
+
+
+@pytest.fixture(scope="module")
+def provinces_assistant(tmp_path_factory):
+    from qa_app.answer import Assistant
+    from qa_app.config import Settings
+    from qa_app.index.store import Index
+    from qa_app.ingest.pipeline import ingest
+
+    index = Index(Settings(data_dir=tmp_path_factory.mktemp("provinces")))
+    files = [PROVINCES / f"{name}_2026_zhengfu_gongzuo_baogao.txt" for name in ("anhui", "henan", "jilin")]
+    report = ingest(files, index, progress=False)
+    assert not report.failed, report.failed
+    return Assistant(index.settings, index=index)
+
+
+@needs_provinces
+def test_answers_stay_in_the_province_asked_about(provinces_assistant):
+    a = provinces_assistant.ask("2025年安徽省粮食产量是多少？")
+    assert not a.refused and "838.6亿斤" in a.text
+    assert {p.doc.scope.place for p in a.passages} == {"安徽省"}
+    a = provinces_assistant.ask("安徽和河南2025年粮食产量分别是多少？")
+    assert "〔安徽〕" in a.text and "〔河南〕" in a.text
+    places = [c.place for c in a.citations]
+    assert "安徽省" in places and "河南省" in places
+    a = provinces_assistant.ask("浙江省2026年地区生产总值增长目标是多少？")
+    assert a.refused and "浙江省" in a.text and "安徽省" in a.text
