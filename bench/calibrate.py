@@ -12,8 +12,8 @@ Items are split in two halves by a stable hash of (file, id): choose the point o
         --grid min_support=0.4,0.5 --grid min_support_typed=0.2,0.3,0.4 --json cal.json --plot cal.png
 
 Each ``--eval`` names a set and the data dir of an index built over its corpus (``qa-app
-ingest`` with ``QA_DATA_DIR`` set). Retrieval settings are not part of the grid: the index
-and its searches are shared by every point.
+ingest`` with ``QA_DATA_DIR`` set). The grid may name answer and retrieval settings alike
+(fusion weights, for instance); the index's stored data is shared by every point.
 """
 from __future__ import annotations
 
@@ -65,6 +65,7 @@ def run_point(point: dict, sets: list[tuple[Path, Index]]) -> list[dict]:
     rows = []
     for path, index in sets:
         settings = settings_with(data_dir=str(index.data_dir), **point)
+        index.settings = settings  # retrieval reads the index's settings: a grid may vary those too
         assistant = Assistant(settings, index=index)
         for item in load_eval_set(path):
             try:

@@ -142,3 +142,14 @@ def test_answers_stay_in_the_province_asked_about(provinces_assistant):
     assert "安徽省" in places and "河南省" in places
     a = provinces_assistant.ask("浙江省2026年地区生产总值增长目标是多少？")
     assert a.refused and "浙江省" in a.text and "安徽省" in a.text
+
+
+def test_sentence_ranking_finds_a_fact_inside_a_long_chunk(seeds_index):
+    from qa_app.config import settings_with
+    from qa_app.index.hybrid import HybridSearcher
+
+    index = type(seeds_index)(settings_with(data_dir=str(seeds_index.data_dir), sentence_weight=0.5), seeds_index.embeddings)
+    passages = HybridSearcher(index).search("2023年海淀区地区生产总值增长了多少？", 5)
+    assert passages and all("sentence" in p.scores for p in passages)
+    assert any("地区生产总值预计增长6%" in p.chunk.text for p in passages)
+    assert max(p.scores["sentence"] for p in passages) > 0.5  # cosine of the question with its closest sentence

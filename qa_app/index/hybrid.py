@@ -98,15 +98,22 @@ class HybridSearcher:
         dense_weight = s.dense_weight_latin if query.latin else s.dense_weight
         qv = self.index.query_vector(query.dense_text) if dense_weight > 0 and snap.chunks else None
         dense = self.index.dense_search(query.dense_text, s.candidates, allowed, snap, qv) if qv is not None else []
+        sentences: list[tuple[str, float]] = []
+        if qv is not None and s.sentence_weight > 0:
+            # A third ranking: chunks by their single closest sentence (a paraphrase of one fact
+            # in a long chunk is lost in the chunk's mean vector).
+            chunk_ok = None if allowed is None else {c for c, ch in snap.chunks.items() if ch.doc_id in allowed}
+            sentences = self.index.sentence_vectors(snap).best_chunks(qv, s.candidates, chunk_ok)
         if s.fusion == "rrf":
-            fused = rrf([([c for c, _ in lexical], s.bm25_weight), ([c for c, _ in dense], dense_weight)], s.rrf_k)
+            fused = rrf([([c for c, _ in lexical], s.bm25_weight), ([c for c, _ in dense], dense_weight),
+                         ([c for c, _ in sentences], s.sentence_weight)], s.rrf_k)
         else:
-            fused = score_fusion([(lexical, s.bm25_weight), (dense, dense_weight)])
+            fused = score_fusion([(lexical, s.bm25_weight), (dense, dense_weight), (sentences, s.sentence_weight)])
         if query.years and s.year_boost:
             self._boost_years(snap, fused, query.years)
         if s.title_boost:
             self._boost_titles(snap, fused, query)
-        lex_scores, dense_scores = dict(lexical), dict(dense)
+        lex_scores, dense_scores, sentence_scores = dict(lexical), dict(dense), dict(sentences)
         ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         passages = []
         for rank, (cid, score) in enumerate(ranked, 1):
@@ -115,7 +122,8 @@ class HybridSearcher:
             if chunk is None or doc is None:
                 continue
             passages.append(
-                Passage(chunk, doc, score, rank, {"bm25": lex_scores.get(cid, 0.0), "dense": dense_scores.get(cid, 0.0)})
+                Passage(chunk, doc, score, rank, {"bm25": lex_scores.get(cid, 0.0), "dense": dense_scores.get(cid, 0.0),
+                                                  **({"sentence": sentence_scores.get(cid, 0.0)} if sentences else {})})
             )
         if passages and qv is not None:
             self._sentence_sims(passages, qv, snap)

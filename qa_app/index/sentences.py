@@ -42,9 +42,32 @@ def mean_vector(vectors: list[list[float]]) -> list[float]:
 class SentenceVectors:
     """Every sentence vector of one index snapshot, for similarities with a question."""
 
-    def __init__(self, keys: list[str], matrix: np.ndarray):
+    def __init__(self, keys: list[str], matrix: np.ndarray, owners: list[tuple[str, str]] = ()):
         self.row = {k: i for i, k in enumerate(keys)}
         self.matrix = matrix
+        # (chunk id, unit) pairs: which chunks each sentence belongs to, for a sentence-level ranking.
+        pairs = [(cid, self.row[u]) for cid, u in owners if u in self.row]
+        self.chunk_ids = sorted({cid for cid, _ in pairs})
+        index = {cid: i for i, cid in enumerate(self.chunk_ids)}
+        self._pair_chunk = np.array([index[cid] for cid, _ in pairs], dtype=np.int64)
+        self._pair_row = np.array([r for _, r in pairs], dtype=np.int64)
+
+    def best_chunks(self, query: np.ndarray, k: int, allowed: set[str] | None = None) -> list[tuple[str, float]]:
+        """The chunks whose closest sentence is closest to the question: (chunk id, similarity)."""
+        if not len(self._pair_row):
+            return []
+        sims = self.matrix @ query
+        best = np.full(len(self.chunk_ids), -1.0, dtype=np.float32)
+        np.maximum.at(best, self._pair_chunk, sims[self._pair_row])
+        order = np.argsort(-best)
+        out = []
+        for i in order:
+            cid = self.chunk_ids[i]
+            if allowed is None or cid in allowed:
+                out.append((cid, float(best[i])))
+                if len(out) >= k:
+                    break
+        return out
 
     def __len__(self) -> int:
         return len(self.row)

@@ -271,7 +271,8 @@ class Index:
         matrix = np.asarray([found[text_hash(t[:limit])] for t in have], dtype=np.float32)
         if not have:  # an index written without sentence vectors: no similarities, nothing breaks
             matrix = np.zeros((0, 0), dtype=np.float32)
-        vectors = SentenceVectors(have, matrix)
+        owners = [(c.chunk_id, u) for c in snap.chunks.values() for u in units(c.norm)]
+        vectors = SentenceVectors(have, matrix, owners)
         self._sentences = (snap.version, vectors)
         return vectors
 
