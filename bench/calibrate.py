@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             ax.annotate(",".join(str(v) for v in r["point"].values()), (x, y), fontsize=7)
         ax.set_xlabel("missed refusals (unanswerable answered), tune half")
         ax.set_ylabel("false refusals (answerable refused), tune half")
-        ax.set_title("extractive answerer: " + ", ".join(names))
+        ax.set_title("points: " + ", ".join(names), fontsize=8)
         fig.tight_layout()
         fig.savefig(args.plot, dpi=120)
     return 0

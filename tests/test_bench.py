@@ -84,3 +84,22 @@ def test_langchain_baseline(tmp_path):
     for r in rows:
         assert r["n"] == 10 and r["set"] == "dev"
         assert 0 <= r["recall@1"] <= r["recall@5"] <= r["recall@10"] <= 1 and 0 <= r["mrr"] <= 1
+
+
+def test_calibrate_splits_items_and_scores_each_point(seeds_index, tmp_path):
+    import calibrate
+
+    lines = (BENCH.parent / "eval_sets" / "seeds_dev.jsonl").read_text(encoding="utf-8").splitlines()
+    chosen = [ln for ln in lines if '"d081"' in ln or '"d001"' in ln or '"d002"' in ln or '"d003"' in ln]
+    small = tmp_path / "small.jsonl"
+    small.write_text("\n".join(chosen) + "\n", encoding="utf-8")
+    out = tmp_path / "cal.json"
+    calibrate.main(["--eval", f"{small}:{seeds_index.data_dir}", "--grid", "min_support=0.25,0.9", "--json", str(out),
+                    "--plot", str(tmp_path / "cal.png")])
+    points = json.loads(out.read_text(encoding="utf-8"))
+    assert [p["point"]["min_support"] for p in points] == [0.25, 0.9]
+    for p in points:
+        assert p["tune"]["n"] + p["report"]["n"] == 4 and 0 <= p["tune"]["accuracy"] <= 1
+    # Demanding more coverage can only refuse more.
+    assert points[1]["by_file"]["small.jsonl"]["false_refusals"] >= points[0]["by_file"]["small.jsonl"]["false_refusals"]
+    assert (tmp_path / "cal.png").stat().st_size > 1000
