@@ -33,13 +33,6 @@ class Scope:
             span(data.get("reported")), span(data.get("planned")),
         )
 
-    def years(self) -> set[int]:
-        out: set[int] = set()
-        for span in (self.reported, self.planned):
-            if span:
-                out.update(range(span[0], span[1] + 1))
-        return out
-
 
 @dataclass(frozen=True)
 class DocumentInfo:

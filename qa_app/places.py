@@ -127,9 +127,6 @@ class Gazetteer:
     def get(self, code: str) -> Place | None:
         return self.by_code.get(code)
 
-    def parent(self, place: Place) -> Place | None:
-        return self.by_code.get(place.parent) if place.parent else None
-
     def lineage(self, place: Place) -> list[Place]:
         """The place and its ancestors, itself first (海淀区, 北京市, 中国)."""
         out = [place]
@@ -144,10 +141,6 @@ class Gazetteer:
 
     def contains(self, outer: Place, inner: Place) -> bool:
         return any(p.code == outer.code for p in self.lineage(inner))
-
-    def related(self, a: Place, b: Place) -> bool:
-        """One contains the other (a district and its province, the country and anything)."""
-        return self.contains(a, b) or self.contains(b, a)
 
     def abbreviation(self, char: str) -> Place | None:
         """The province a one-character abbreviation stands for (皖 → 安徽省)."""

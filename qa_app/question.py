@@ -140,6 +140,11 @@ class QuestionAnalysis:
     stance: str = ""  # "actual" (what happened) | "target" (what was planned) | ""
     focus: TermGroup | None = None  # for 多少 questions: the thing whose amount is asked ("减免了多少" → 减免)
 
+    @property
+    def subject(self) -> list[TermGroup]:
+        """The groups that name what the question is about: words the documents use, not framing."""
+        return [g for g in self.groups if not g.unknown and not g.framing]
+
 
 _EN_FIGURE_NOUN = re.compile(
     r"\b(?:target|rate|population|growth|number|amount|total|revenue|income|output|gdp|share|percentage|size|value|"

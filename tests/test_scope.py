@@ -3,7 +3,6 @@ answers that stay with the place and period asked about."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

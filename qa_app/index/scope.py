@@ -14,7 +14,7 @@ report delivered in 2026, 去年 is 2025.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
 from qa_app.models import DocumentInfo
@@ -32,10 +32,8 @@ _JOINER = r"\s*(?:和|与|及|以及|跟|同|、|,|，|还有|对比|相比|比�
 @dataclass(frozen=True)
 class QuestionScope:
     named: tuple[Place, ...] = ()  # the places the question names
-    covered: tuple[Place, ...] = ()  # those the index has documents for (or for a place containing them)
     allowed: frozenset[str] | None = None  # the documents the question may be answered from (None: all)
     anchor_year: int | None = None  # what 今年 means for this question
-    notes: list[str] = field(default_factory=list)
 
     @property
     def out_of_scope(self) -> bool:
@@ -87,20 +85,14 @@ def resolve(text: str, docs: list[DocumentInfo]) -> QuestionScope:
     named = tuple(p for p in named if not any(q.code != p.code and g.contains(p, q) for q in named))
     unscoped = {d.doc_id for d in docs if not d.scope.place_code}
     allowed: frozenset[str] | None = None
-    covered: list[Place] = []
     if named:
         ids: set[str] = set()
         for place in named:
-            mine = _docs_for(place, docs)
-            if mine:
-                covered.append(place)
-                ids |= mine
+            ids |= _docs_for(place, docs)
         # A question naming a covered place and an uncovered one ("海淀区引进的上海企业") is about the covered one.
         allowed = frozenset(ids | unscoped)
     in_scope = [d for d in docs if allowed is None or d.doc_id in allowed]
-    anchor = _anchor_year(in_scope)
-    notes = [f"scope: {'、'.join(g.full_name(p) for p in covered)}"] if covered else []
-    return QuestionScope(named, tuple(covered), allowed, anchor, notes)
+    return QuestionScope(named, allowed, _anchor_year(in_scope))
 
 
 def _anchor_year(docs: list[DocumentInfo]) -> int | None:

@@ -242,10 +242,13 @@ class Index:
     def _metadatas(doc: DocumentInfo, chunks: list[Chunk]) -> list[dict[str, Any]]:
         return [{"doc_id": c.doc_id, "year": doc.year or 0, "ordinal": c.ordinal, "kind": c.kind} for c in chunks]
 
+    def _units(self, chunk: Chunk) -> list[str]:
+        """What ``embed_chunks`` embeds for a chunk: its sentences, or (none long enough) its text."""
+        return units(chunk.norm) or [chunk.index_text()[: self.settings.embedding_max_chars]]
+
     def embed_chunks(self, chunks: list[Chunk], progress=None) -> list[list[float]]:
         """A vector per chunk: the mean of its sentence units' vectors (each cached by content)."""
-        limit = self.settings.embedding_max_chars
-        unit_lists = [units(c.norm) or [c.index_text()[:limit]] for c in chunks]
+        unit_lists = [self._units(c) for c in chunks]
         flat = self.embed_texts([u for us in unit_lists for u in us], progress)
         out, i = [], 0
         for us in unit_lists:
@@ -253,10 +256,9 @@ class Index:
             i += len(us)
         return out
 
-    @staticmethod
-    def unit_count(chunks: list[Chunk]) -> int:
+    def unit_count(self, chunks: list[Chunk]) -> int:
         """How many texts ``embed_chunks`` embeds for these chunks (for a progress bar)."""
-        return sum(len(units(c.norm)) or 1 for c in chunks)
+        return sum(len(self._units(c)) for c in chunks)
 
     def sentence_vectors(self, snap: Snapshot | None = None) -> SentenceVectors:
         """The sentence vectors of a snapshot's chunks, from the embedding cache (built once per version)."""
@@ -265,13 +267,13 @@ class Index:
         if held is not None and held[0] == snap.version:
             return held[1]
         limit = self.settings.embedding_max_chars
-        texts = sorted({u for c in snap.chunks.values() for u in units(c.norm)})
-        found = self.catalog.cached_vectors(self.model_name, {text_hash(t[:limit]) for t in texts})
-        have = [t for t in texts if text_hash(t[:limit]) in found]
-        matrix = np.asarray([found[text_hash(t[:limit])] for t in have], dtype=np.float32)
+        owners = [(c.chunk_id, u) for c in snap.chunks.values() for u in units(c.norm)]
+        keys = {u: text_hash(u[:limit]) for _, u in owners}
+        found = self.catalog.cached_vectors(self.model_name, set(keys.values()))
+        have = sorted(u for u, h in keys.items() if h in found)
+        matrix = np.asarray([found[keys[u]] for u in have], dtype=np.float32)
         if not have:  # an index written without sentence vectors: no similarities, nothing breaks
             matrix = np.zeros((0, 0), dtype=np.float32)
-        owners = [(c.chunk_id, u) for c in snap.chunks.values() for u in units(c.norm)]
         vectors = SentenceVectors(have, matrix, owners)
         self._sentences = (snap.version, vectors)
         return vectors
@@ -280,7 +282,7 @@ class Index:
         return np.asarray(self.embeddings.embed_query(text), dtype=np.float32)
 
     def embed_texts(self, texts: list[str], progress=None) -> list[list[float]]:
-        """Embed with a content-hash cache: unchanged chunk texts are never embedded twice."""
+        """Embed with a content-hash cache: a text (a sentence, mostly) is never embedded twice."""
         model = self.model_name
         limit = self.settings.embedding_max_chars
         clipped = [t[:limit] for t in texts]

@@ -163,7 +163,7 @@ class ExtractiveGenerator:
         if q.qtype == "number":
             # The figure must sit in a clause that speaks of the question's subject, not anywhere.
             # ("…基金落地海淀,规模约2亿元": the subject may stand in the clause just before.)
-            subject = [g for g in q.groups if not g.unknown and not g.framing]
+            subject = q.subject
             clauses = _FIG_CLAUSE_SPLIT.split(norm)
             return any(
                 figure_with(q.measure, clause)
@@ -365,7 +365,7 @@ class ExtractiveGenerator:
         Either way it must speak of the question's subject: one of its words that the documents
         use, other than the framing ones (the place, 计划, 目标); a question none of whose subject
         words the documents use at all may only be answered by the sentence closest in meaning."""
-        subject = [g for g in q.groups if not g.unknown and not g.framing]
+        subject = q.subject
         if subject:
             context = c.norm + " " + c.heading
             if not any(_covers(g, context) for g in subject):
@@ -395,7 +395,7 @@ class ExtractiveGenerator:
                 return chosen
         best = good[0]
         chosen = [best]
-        subject = [g for g in q.groups if not g.unknown and not g.framing]
+        subject = q.subject
         best_subject = {i for i, g in enumerate(subject) if _covers(g, best.norm)}
         for c in good[1:6]:
             if len(chosen) >= self.settings.answer_max_sentences:
