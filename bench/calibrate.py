@@ -38,13 +38,21 @@ def half(file: str, item_id: str) -> str:
     return "tune" if digest[0] % 2 == 0 else "report"
 
 
+def _value(text: str) -> float | int | str:
+    """A grid value: a number where it reads as one, else the text ("sentence_model=off,builtin")."""
+    try:
+        return float(text) if "." in text else int(text)
+    except ValueError:
+        return text
+
+
 def parse_grid(specs: list[str]) -> dict[str, list[float]]:
     grid: dict[str, list[float]] = {}
     for spec in specs:
         name, _, values = spec.partition("=")
         if not values:
             raise SystemExit(f"--grid {spec!r}: write NAME=V1,V2,…")
-        grid[name.strip()] = [float(v) if "." in v else int(v) for v in values.split(",")]
+        grid[name.strip()] = [_value(v) for v in values.split(",")]
     return grid
 
 

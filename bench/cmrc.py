@@ -27,7 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from qa_app import cmrc
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from qa_app import cmrc  # noqa: E402
 
 PAPER_NOTE = (
     "Published reference points (upstream dev set, 10-run averages, span EM/F1): BERT (Chinese) EM 63.5 / "
@@ -62,6 +64,20 @@ def outcome_line(s: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {o.get(k, 0)}" for k in OUTCOMES if o.get(k) or k != "error")
 
 
+def halves_line(dataset: cmrc.Dataset, results: list[cmrc.Result]) -> str:
+    """Contains accuracy on each half of bench/calibrate.py's split: the extractive answerer's
+    sentence model was fitted on the trial file's tune half (bench/fit_answerer.py), so its
+    report half is the figure that measures it."""
+    from calibrate import half
+
+    parts: dict[str, list[cmrc.Result]] = {"tune": [], "report": []}
+    for r in results:
+        parts[half(dataset.path.name, r.id)].append(r)
+    return "by half (" + dataset.path.name + "): " + ", ".join(
+        f"{h} {pct(sum(r.contains for r in rs) / len(rs))}% (n={len(rs)}, refused {pct(sum(r.refused for r in rs) / len(rs))}%)"
+        for h, rs in parts.items() if rs)
+
+
 def examples(results: list[cmrc.Result], n: int) -> str:
     if n <= 0:
         return ""
@@ -87,7 +103,7 @@ def open_mode(args, dataset: cmrc.Dataset, scorer: cmrc.Scorer, report: dict[str
     from qa_app.config import settings_with
     from qa_app.index.store import Index
 
-    pool_dir = args.pool_dir or Path("/tmp/cmrc_pool") / dataset.path.stem
+    pool_dir = pool_dir_for(args, dataset)
     settings = settings_with(data_dir=pool_dir, generator=args.backend)
     index = Index(settings)
     t0 = time.perf_counter()
@@ -113,10 +129,15 @@ def open_mode(args, dataset: cmrc.Dataset, scorer: cmrc.Scorer, report: dict[str
     print()
     print(table(scores_header(s), [scores_row(f"open ({args.backend})", s)]))
     print(f"\noutcomes: {outcome_line(s)}")
+    print(halves_line(dataset, results))
     print(examples(results, args.examples))
     report["open"] = {**s, "pool_dir": str(pool_dir), "pool_paragraphs": len(index.documents()), "pool_chunks": len(index),
                       "pool_added": built.added, "pool_build_s": round(build_s, 1), "run_s": round(run_s, 1)}
     write_items(report, "open", results)
+
+
+def pool_dir_for(args, dataset: cmrc.Dataset) -> Path:
+    return args.pool_dir or Path("/tmp/cmrc_pool") / dataset.path.stem
 
 
 # --- reader mode ---------------------------------------------------------------------------
@@ -127,15 +148,23 @@ def reader_mode(args, dataset: cmrc.Dataset, scorer: cmrc.Scorer, report: dict[s
     settings = settings_with(generator=args.backend)
     generator = make_generator(settings)
     questions = cmrc.first_questions(dataset, args.limit)
+    vectors = None
+    if args.vectors:
+        from qa_app.index.store import Index
+
+        # The pool's embedding cache holds these paragraphs' sentences once open mode has run.
+        vectors = Index(settings_with(data_dir=pool_dir_for(args, dataset), generator=args.backend))
     t0 = time.perf_counter()
-    results = cmrc.run_reader(generator, dataset, questions, scorer, settings, idf=args.idf, progress=not args.quiet)
+    results = cmrc.run_reader(generator, dataset, questions, scorer, settings, idf=args.idf, progress=not args.quiet,
+                              vectors=vectors)
     run_s = time.perf_counter() - t0
     s = cmrc.summarise(results)
     print(f"\n### Reader (each question answered from its own paragraph only; n={s['n']}; term weights: {args.idf})\n")
     print(table(scores_header(s), [scores_row(f"reader ({generator.name})", s)]))
     print(f"\noutcomes: {outcome_line(s)}; answer split across two chunks: {s['answer_in_no_chunk']}")
+    print(halves_line(dataset, results))
     print(examples(results, args.examples))
-    report["reader"] = {**s, "idf": args.idf, "run_s": round(run_s, 1)}
+    report["reader"] = {**s, "idf": args.idf, "vectors": args.vectors, "run_s": round(run_s, 1)}
     write_items(report, "reader", results)
 
 
@@ -150,6 +179,9 @@ def main() -> None:
                     help="index of the pooled paragraphs, reused when it holds the same ones (default /tmp/cmrc_pool/<file stem>)")
     ap.add_argument("--idf", choices=("pool", "local"), default="pool",
                     help="reader mode term weights: over every paragraph of the file (default) or the question's paragraph only")
+    ap.add_argument("--vectors", action=argparse.BooleanOptionalAction, default=True,
+                    help="reader mode: sentences compared with the question in meaning too, as for indexed passages "
+                         "(vectors from the pool's embedding cache; --no-vectors: words alone)")
     ap.add_argument("--scorer", type=Path, default=None,
                     help=f"the official {cmrc.SCORER_FILE} (default: beside --file, else in the CMRC folder)")
     ap.add_argument("--examples", type=int, default=3, help="failed questions shown per kind of failure (0: none)")

@@ -23,7 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from qa_app import rgb
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from qa_app import rgb  # noqa: E402
 
 PAPER_NOTE = (
     "Paper rows: the published Chinese figures of Chen et al., AAAI-24 (arXiv:2309.01431), Tables 1, 3, 5 "
@@ -64,6 +66,25 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def halves_line(kept: dict[float, list[rgb.ItemResult]], vectors: bool) -> str:
+    """Accuracy at noise 0.4 and rejection at 1.0 on each half of bench/calibrate.py's split (the
+    sets bench/fit_answerer.py names rgb_refine@0.4 and @1.0): the lexical decider's threshold
+    was chosen on their tune halves, so the report halves are the figures that measure it."""
+    from calibrate import half
+
+    parts = []
+    for rate, key in ((0.4, "correct"), (1.0, "rejected")):
+        if rate not in kept:
+            continue
+        name = f"rgb_refine@{rate}" + ("+vectors" if vectors else "")
+        for h in ("tune", "report"):
+            rs = [r for r in kept[rate] if half(name, str(r.id)) == h]
+            if rs:
+                parts.append(f"{name} {h}: {'accuracy' if key == 'correct' else 'rejection'} "
+                             f"{pct(sum(getattr(r, key) for r in rs) / len(rs))}% (n={len(rs)})")
+    return "by half: " + "; ".join(parts)
+
+
 # --- generator mode ------------------------------------------------------------------------
 def generator_mode(args, generator, report: dict[str, Any]) -> None:
     refine = rgb.load("refine", args.rgb_dir)[: args.limit]
@@ -71,11 +92,23 @@ def generator_mode(args, generator, report: dict[str, Any]) -> None:
     fact = rgb.load("fact", args.rgb_dir)[: args.limit]
     background = {task: rgb.pool_bm25(items) for task, items in (("refine", refine), ("int", integration), ("fact", fact))} if args.idf == "pool" else {}
 
+    vectors = None
+    if args.vectors:
+        from qa_app.config import settings_with
+        from qa_app.index.store import Index
+
+        # Sentence vectors through the pool's embedding cache (filled by open mode, or here).
+        vectors = Index(settings_with(data_dir=args.pool_dir))
+
+    kept: dict[float, list[rgb.ItemResult]] = {}
+
     def run(items, task, rate):
         t0 = time.perf_counter()
-        s = rgb.summarise(rgb.run_generator(generator, items, task, rate, background.get(task)))
+        results = rgb.run_generator(generator, items, task, rate, background.get(task), vectors)
+        if task == "refine":
+            kept[rate] = results
         print(f"  {task} noise {rate}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        return s
+        return rgb.summarise(results)
 
     noise = {rate: run(refine, "refine", rate) for rate in rgb.NOISE_RATES}
     reject = run(refine, "refine", 1.0)
@@ -89,6 +122,7 @@ def generator_mode(args, generator, report: dict[str, Any]) -> None:
     print(f"\n### Negative rejection (zh_refine, noise rate 1.0, n={len(refine)})\n")
     print(table(["model", "Rej (%)", "Rej* (%)", "answer present anyway (%)"],
                 [[name, pct(reject.rejection), "—", pct(reject.accuracy)], *(r + ["—"] for r in paper_rows(1))]))
+    print("\n" + halves_line(kept, vectors is not None))
     print(f"\n### Information integration (zh_int, n={len(integration)}): accuracy (%)\n")
     print(table(["model", *map(str, rgb.INT_NOISE_RATES)], [[name, *(pct(integ[r].accuracy) for r in rgb.INT_NOISE_RATES)], *paper_rows(2)]))
     print(f"\n### Counterfactual robustness (zh_fact, counterfactual passages, n={len(fact)})\n")
@@ -96,7 +130,7 @@ def generator_mode(args, generator, report: dict[str, Any]) -> None:
                 [[name, "—", pct(counter.accuracy), pct(counter.error_detection), pct(counter.correction), pct(counter.rejection)],
                  *([f"{m} (paper)", *(f"{v:.2f}" for v in f), "—"] for m, f in PAPER_COUNTERFACTUAL.items())]))
     report["generator"] = {
-        "backend": generator.name, "idf": args.idf,
+        "backend": generator.name, "idf": args.idf, "vectors": args.vectors,
         "noise": {str(r): s.to_dict() for r, s in noise.items()},
         "rejection": reject.to_dict(),
         "integration": {str(r): s.to_dict() for r, s in integ.items()},
@@ -144,6 +178,10 @@ def main() -> None:
     ap.add_argument("--pool-dir", type=Path, default=Path("/tmp/rgb_pool"), help="index of the pooled passages, reused if present")
     ap.add_argument("--idf", choices=("local", "pool"), default="local",
                     help="generator mode term weights: from the 5 given passages (default) or from all passages of the file")
+    ap.add_argument("--vectors", action=argparse.BooleanOptionalAction, default=False,
+                    help="generator mode: give the passages' sentences their similarity with the question, as retrieval "
+                         "does for indexed passages (embedded through --pool-dir's cache); default off: the paper's "
+                         "setting, passages as plain text")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args()

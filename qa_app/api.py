@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import anyio
 import anyio.to_thread
-from fastapi import FastAPI, File, Request, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -538,9 +538,26 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
     max_file = settings.max_upload_mb * MIB
 
     @app.post(f"{API_PREFIX}/documents", tags=["documents"], summary="Upload and index files (.txt .md .html .pdf .docx)")
-    def upload_documents(files: list[UploadFile] = File(description="one or more files")):
+    def upload_documents(
+        files: list[UploadFile] = File(description="one or more files"),
+        title: str | None = Form(None, description="the document's title (one file only); default: its first line"),
+        date: str | None = Form(None, description="publication date, YYYY-MM-DD"),
+        place: str | None = Form(None, description="the place it is about, by name or adcode (安徽, 北京市海淀区)"),
+        kind: str | None = Form(None, description="work_report, plan_report, plan, statistics, budget_report, news …"),
+        reported: str | None = Form(None, description="the year(s) it reports on: 2025 or 2021-2025"),
+        planned: str | None = Form(None, description="the year(s) it plans for: 2026 or 2026-2030"),
+    ):
+        from qa_app.ingest.metadata import update_manifest, upload_entry
         from qa_app.ingest.pipeline import ingest, prepare
 
+        # What the uploader says about the documents overrides what is inferred from their text,
+        # now and at every later re-index (it is kept in uploads/manifest.json).
+        try:
+            entry = upload_entry(title, date, place, kind, reported, planned)
+        except ValueError as exc:
+            raise ApiError(422, str(exc)) from exc
+        if "title" in entry and len(files) > 1:
+            raise ApiError(422, "title 只能用于单个文件。(A title can only be given with one file.)")
         with write_lock:
             staging = Path(index.data_dir) / ".upload_staging" / uuid.uuid4().hex
             try:
@@ -579,6 +596,7 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
                         final.replace(previous[name])
                     path.replace(final)
                     saved.append(final)
+                old_entries = update_manifest(uploads_dir, {p.name: entry for p in saved}) if entry else {}
                 report = ingest(saved, index, progress=False)
                 failed = {Path(k).name: v for k, v in report.failed.items()}
                 # A file the index refused (a duplicate, a name taken by another document) must
@@ -588,6 +606,8 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
                         previous[name].replace(uploads_dir / name)
                     else:
                         (uploads_dir / name).unlink(missing_ok=True)
+                if entry and failed:
+                    update_manifest(uploads_dir, {name: old_entries.get(name) for name in failed})
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
                 try:
@@ -614,6 +634,9 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
             source = Path(doc.source_path) if doc.source_path else None
             if source is not None and source.parent == uploads_dir.resolve() and source.is_file():
                 source.unlink()
+                from qa_app.ingest.metadata import update_manifest
+
+                update_manifest(uploads_dir, {source.name: None})
         return {"deleted": doc_id, "chunks": len(index), "documents": len(index.documents())}
 
     if with_ui:

@@ -574,10 +574,12 @@ def background_bm25(prepared: Iterable[PreparedParagraph]) -> BM25Index:
 
 
 def run_reader(generator, dataset: Dataset, questions: list[Question], scorer: Scorer, settings,
-               idf: str = "pool", progress: bool = False) -> list[Result]:
+               idf: str = "pool", progress: bool = False, vectors=None) -> list[Result]:
     """Each question answered by ``generator`` from its own paragraph's chunks only. The
     question goes through the Assistant's own check (``clean_question``) first. ``idf``:
-    "pool" (term weights over every paragraph of the file) or "local" (the paragraph's own)."""
+    "pool" (term weights over every paragraph of the file) or "local" (the paragraph's own).
+    ``vectors``: an Index whose embedding cache gives the sentences their similarity with the
+    question, as retrieval does for indexed passages (None: words alone)."""
     from tqdm import tqdm
 
     prepared = {doc_id: prepare(p, settings) for doc_id, p in unique_paragraphs(dataset.paragraphs).items()}
@@ -590,7 +592,10 @@ def run_reader(generator, dataset: Dataset, questions: list[Question], scorer: S
         t0 = time.perf_counter()
         try:
             text = clean_question(q.question, settings.max_question_chars)
-            answer = generator.generate(analysis_for(text, para, background), para.passages())
+            passages = para.passages()
+            if vectors is not None:
+                vectors.add_sentence_similarities(passages, text)
+            answer = generator.generate(analysis_for(text, para, background), passages)
         except QuestionError as exc:
             out.append(_failed(q, str(exc)))
             continue

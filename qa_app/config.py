@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -111,6 +111,16 @@ class Settings(BaseSettings):
     # its coverage; a sentence sem_margin less similar gets nothing.
     sem_support: float = 0.1
     sem_margin: float = 0.04
+    # Which sentence answers, and whether any may: "builtin" is the logistic sentence model fitted
+    # on the tune halves of the eval sets (qa_app/resources/sentence_model.json, bench/fit_answerer.py),
+    # a path names another fit, and "" falls back to the fixed thresholds above.
+    sentence_model: str = "builtin"
+
+    @field_validator("sentence_model")
+    @classmethod
+    def _model_off(cls, value: str) -> str:
+        # "off" and "none" read as the empty setting: the fixed thresholds.
+        return "" if value.strip().lower() in ("", "off", "none") else value.strip()
     max_question_chars: int = 2000
 
     # Server (qa-app serve): API + chat page on one port.

@@ -25,7 +25,8 @@ _NUMBER = re.compile(
     r"\bhow (?:many|much|big|large|fast|far)\b|what (?:share|percentage|proportion)|by how much|\brate\b",
     re.I,
 )
-_LIST = re.compile(r"哪些|哪几|有什么|有哪|包括|包含|列举|\bwhat are\b|\bwhich\b.*\b(?:are|were)\b|\blist\b", re.I)
+# "有什么作用/特点" asks for a description, not a list: only plural question words make one.
+_LIST = re.compile(r"哪些|哪几|有哪|包括|包含|列举|\bwhat are\b|\bwhich\b.*\b(?:are|were)\b|\blist\b", re.I)
 _WHO = re.compile(r"谁|哪位|\bwho\b", re.I)
 _MEASURE_WORDS = (
     "万亿元|亿元|万元|元|亿美元|美元|万人次|人次|万人|平方米|平方公里|公里|公顷|个|家|项|所|座|条|支|套|名|人|件|辆|户|"
@@ -51,6 +52,38 @@ _MONEY = re.compile(r"多少钱|资金|金额|经费|投资额|总投资|收入�
 # are settled by the question's scope, from the gazetteer: "住宅区" is not a place.)
 _BODY = r"(?:大学|学院|医院|公司|集团|银行)"
 _ENTITY = re.compile(rf"..{_BODY}$")
+
+
+_NON_WORD = re.compile(r"[\W_]+")
+# The words that stand where the answer would ("…的首都是哪里", "…于哪一年…", "…有多少…").
+_WH = re.compile(r"什么|哪[一个些里儿年天位家种所座条国]?|谁|多少|几[个年月日天次种位名人条]?|何[时地处种人]?|怎[么样]|如何|为什么|为何|多[大长久高远]")
+_WH_CONTEXT = 6
+
+
+def shared_edge(fragment: str, text: str, from_end: bool) -> int:
+    """How many characters of ``fragment``'s end (or start) occur together in ``text``."""
+    for k in range(len(fragment), 0, -1):
+        if (fragment[-k:] if from_end else fragment[:k]) in text:
+            return k
+    return 0
+
+
+def longest_shared(a: str, b: str) -> int:
+    """The length of the longest run of characters of ``a`` that occurs in ``b`` (a binary
+    search on the length: a shared run of k characters holds one of k − 1)."""
+    lo, hi = 0, min(len(a), 24)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if any(a[i : i + mid] in b for i in range(len(a) - mid + 1)):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def char_bigrams(text: str) -> frozenset[str]:
+    """Adjacent character pairs within each run of letters and digits."""
+    return frozenset(run[i : i + 2] for run in _NON_WORD.split(text) for i in range(len(run) - 1))
 
 
 class QuestionError(ValueError):
@@ -140,6 +173,28 @@ class QuestionAnalysis:
     stance: str = ""  # "actual" (what happened) | "target" (what was planned) | ""
     focus: TermGroup | None = None  # for 多少 questions: the thing whose amount is asked ("减免了多少" → 减免)
 
+    @cached_property
+    def bigrams(self) -> frozenset[str]:
+        """The character pairs of what the question says (question words, years and punctuation
+        removed): a word-segmentation-free measure of how much of it a sentence repeats."""
+        return char_bigrams(_QUESTION_WORDS.sub(" ", self.query.norm.lower()))
+
+    @cached_property
+    def content(self) -> str:
+        """What the question says, question words and punctuation removed (runs joined by spaces)."""
+        return " ".join(r for r in _NON_WORD.split(_QUESTION_WORDS.sub(" ", self.query.norm.lower())) if r)
+
+    @cached_property
+    def wh_context(self) -> tuple[str, str]:
+        """The words just before and just after the question word ("…的首都是|哪里|？"): a sentence
+        that answers tends to repeat them around the answer."""
+        m = _WH.search(self.query.norm.lower())
+        if not m:
+            return "", ""
+        before = _NON_WORD.split(self.query.norm.lower()[: m.start()])[-1]
+        after = _NON_WORD.split(self.query.norm.lower()[m.end():])[0]
+        return before[-_WH_CONTEXT:], after[:_WH_CONTEXT]
+
     @property
     def subject(self) -> list[TermGroup]:
         """The groups that name what the question is about: words the documents use, not framing."""
@@ -189,7 +244,10 @@ def _synonym_spans(text: str) -> tuple[list[tuple[str, ...]], str]:
     return found, text
 
 
-_ASK_ACTUAL = re.compile(r"实际|实现了|完成了|达到了|做到了|actual", re.I)
+# What happened, not what was planned: 实际, or a verb of amount or change in the perfective
+# ("增长了多少", "完成了多少"): the aspect asks for a result.
+_PERFECTIVE_VERBS = "实现|完成|达到|做到|增长|增加|新增|下降|降低|减少|提高|提升|上升"
+_ASK_ACTUAL = re.compile(rf"实际|(?:{_PERFECTIVE_VERBS})了|actual", re.I)
 _ASK_TARGET = re.compile(r"目标|计划|预期|要求|力争|规划|target|goal|plan", re.I)
 
 

@@ -227,10 +227,15 @@ class ItemResult:
         return self.labels == [-1]
 
 
-def answer_item(generator, item: dict[str, Any], task: str, noise_rate: float, background: BM25Index | None = None) -> ItemResult:
-    """Our generator's answer to one item from its sampled passages, scored the upstream way."""
+def answer_item(generator, item: dict[str, Any], task: str, noise_rate: float, background: BM25Index | None = None,
+                vectors=None) -> ItemResult:
+    """Our generator's answer to one item from its sampled passages, scored the upstream way.
+    ``vectors``: an Index whose embedding cache gives the sentences their similarity with the
+    question, as retrieval does for indexed passages (None: words alone, the paper's setting)."""
     t0 = time.perf_counter()
     passages = as_passages(sample(item, task, noise_rate))
+    if vectors is not None:
+        vectors.add_sentence_similarities(passages, item["query"])
     answer = generator.generate(analysis_for(item["query"], passages, background), passages)
     ms = (time.perf_counter() - t0) * 1000
     prediction = prediction_text(answer)
@@ -238,9 +243,9 @@ def answer_item(generator, item: dict[str, Any], task: str, noise_rate: float, b
 
 
 def run_generator(
-    generator, items: list[dict[str, Any]], task: str, noise_rate: float, background: BM25Index | None = None
+    generator, items: list[dict[str, Any]], task: str, noise_rate: float, background: BM25Index | None = None, vectors=None
 ) -> list[ItemResult]:
-    return [answer_item(generator, item, task, noise_rate, background) for item in items]
+    return [answer_item(generator, item, task, noise_rate, background, vectors) for item in items]
 
 
 @dataclass

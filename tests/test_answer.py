@@ -72,7 +72,9 @@ def test_every_number_in_every_dev_answer_is_in_a_cited_passage(assistant):
         if a.refused and not a.citations:
             continue
         cited = {c.chunk_id for c in a.citations}
-        support = " ".join(match_form(p.chunk.text) for p in a.passages if p.chunk.chunk_id in cited).replace(",", "")
+        # What is cited includes its report's title and section (a refusal names the nearest passages by them).
+        support = " ".join(match_form(f"{p.doc.title} {p.chunk.section} {p.chunk.text}")
+                           for p in a.passages if p.chunk.chunk_id in cited).replace(",", "")
         for n in numbers_in(a.text):
             assert contains_number(support, n), (item.id, n)
         assert {int(n) for n in re.findall(r"\[(\d+)\]", a.text)} <= {c.n for c in a.citations}

@@ -473,3 +473,34 @@ def test_upload_refused_by_the_index_leaves_no_file_and_keeps_the_old_version(up
     assert a.index.catalog.document_sha("other.txt") == hashlib.sha256(other).hexdigest()
     for doc_id in ("first.txt", "other.txt"):
         assert httpx.delete(f"{url}/v1/documents/{doc_id}").status_code == 200
+
+
+def test_upload_fields_set_the_documents_scope_and_are_checked(upload_base):
+    """Place, kind, period, date and title given with an upload override what the text says,
+    are kept for later re-indexing, and a wrong field is refused before anything is saved."""
+    url, a = upload_base
+    uploads = Path(a.index.data_dir) / "uploads"
+    text = "2025年全市新建口袋公园27座，改造老旧小区120个。\n".encode()
+    bad = [({"place": "不存在市"}, "Unknown place"), ({"date": "2026/01/20"}, "YYYY-MM-DD"),
+           ({"reported": "2025-2021"}, "span of years"), ({"kind": "memo"}, "Unknown kind")]
+    for fields, message in bad:
+        r = httpx.post(f"{url}/v1/documents", files={"files": ("hefei.txt", text)}, data=fields, timeout=60)
+        assert r.status_code == 422 and message in error_message(r), (fields, r.text)
+        assert not (uploads / "hefei.txt").exists()
+    two = [("files", ("a.txt", text)), ("files", ("b.txt", text.replace(b"27", b"28")))]
+    r = httpx.post(f"{url}/v1/documents", files=two, data={"title": "一个标题"}, timeout=60)
+    assert r.status_code == 422 and "one file" in error_message(r)
+
+    fields = {"title": "合肥市政府工作报告（节选）", "place": "合肥", "kind": "work_report", "reported": "2025",
+              "planned": "2026", "date": "2026-01-20"}
+    r = httpx.post(f"{url}/v1/documents", files={"files": ("hefei.txt", text)}, data=fields, timeout=60)
+    assert r.status_code == 200, r.text
+    doc = r.json()["documents"][0]
+    assert doc["title"] == fields["title"] and doc["date"] == "2026-01-20" and doc["kind"] == "work_report"
+    assert doc["place"] == "安徽省合肥市" and doc["reported"] == [2025, 2025] and doc["planned"] == [2026, 2026]
+    assert json.loads((uploads / "manifest.json").read_text(encoding="utf-8"))["hefei.txt"]["place"] == "合肥"
+    # The text never names a place: the question about 合肥 finds it through the given scope.
+    ans = post(f"{url}/v1/ask", {"question": "合肥2025年新建了多少座口袋公园？"}).json()
+    assert "27座" in ans["answer"] and ans["citations"][0]["doc_id"] == "hefei.txt"
+    assert httpx.delete(f"{url}/v1/documents/hefei.txt").status_code == 200
+    assert not (uploads / "manifest.json").exists()

@@ -96,7 +96,7 @@ class HybridSearcher:
             return []
         lexical = snap.bm25.search(query.bm25_tokens(), s.candidates, snap.allowed_mask(allowed))
         dense_weight = s.dense_weight_latin if query.latin else s.dense_weight
-        qv = self.index.query_vector(query.dense_text) if dense_weight > 0 and snap.chunks else None
+        qv = self.index.question_vector(query) if dense_weight > 0 and snap.chunks else None
         dense = self.index.dense_search(query.dense_text, s.candidates, allowed, snap, qv) if qv is not None else []
         sentences: list[tuple[str, float]] = []
         if qv is not None and s.sentence_weight > 0:

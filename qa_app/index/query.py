@@ -75,12 +75,20 @@ class Query:
         return cls(text=text, norm=norm, latin=latin, years=years, expansion=expansion, plans=frozenset(plans_in(norm)))
 
     @property
-    def dense_text(self) -> str:
-        """What the embedder sees. For English questions: their Chinese terms and years, because
-        the small multilingual model matches English questions to Chinese text poorly."""
+    def dense_texts(self) -> list[str]:
+        """What the embedder reads; the question vector is the mean of theirs. The question as
+        asked, and for an English question also its Chinese terms and years from the glossary:
+        the multilingual model matches English to Chinese text, the glossary's rendering keeps
+        the reports' own terms in view (English items of the seeds' sets: 0.92 answered right
+        with the rendering alone, 0.64 with the English alone, 0.96 with both)."""
         if self.latin and self.expansion:
-            return " ".join([*(f"{y}年" for y in self.years), *self.expansion])
-        return self.norm
+            return [self.norm, " ".join([*(f"{y}年" for y in self.years), *self.expansion])]
+        return [self.norm]
+
+    @property
+    def dense_text(self) -> str:
+        """The text that stands for the question in the dense store's own search."""
+        return self.dense_texts[-1]
 
     @property
     def lexical_text(self) -> str:

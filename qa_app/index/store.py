@@ -281,6 +281,28 @@ class Index:
     def query_vector(self, text: str) -> np.ndarray:
         return np.asarray(self.embeddings.embed_query(text), dtype=np.float32)
 
+    def question_vector(self, query) -> np.ndarray:
+        """A question's vector: the normalised mean of its dense texts' (``Query.dense_texts``)."""
+        vectors = [self.query_vector(t) for t in query.dense_texts]
+        if len(vectors) == 1:
+            return vectors[0]
+        mean = np.mean(vectors, axis=0)
+        norm = float(np.linalg.norm(mean))
+        return mean / norm if norm > 0 else mean
+
+    def add_sentence_similarities(self, passages: list, question: str) -> None:
+        """Give passages that never went through this index (benchmark passages handed over as
+        text) what retrieval gives its own: each sentence's similarity with the question. Their
+        sentences are embedded through this index's content-hash cache, so a passage seen before
+        costs nothing."""
+        from qa_app.index.query import Query
+
+        qv = self.question_vector(Query.parse(question))
+        for p in passages:
+            keys = units(p.chunk.norm)
+            vectors = np.asarray(self.embed_texts(keys), dtype=np.float32) if keys else np.zeros((0, len(qv)))
+            p.sentence_sims = {k: float(s) for k, s in zip(keys, vectors @ qv)}
+
     def embed_texts(self, texts: list[str], progress=None) -> list[list[float]]:
         """Embed with a content-hash cache: a text (a sentence, mostly) is never embedded twice."""
         model = self.model_name

@@ -59,3 +59,66 @@ def document_metadata(path: Path, cleaned: str) -> dict:
     meta = infer(path, cleaned)
     meta.update({k: v for k, v in manifest_entry(path).items() if v not in (None, "")})
     return meta
+
+
+# --- metadata given with an upload -----------------------------------------------------------
+_SPAN_RE = re.compile(r"^\s*((?:19|20)\d{2})\s*(?:[-–—~至到]\s*((?:19|20)\d{2}))?\s*$")
+_ISO_DATE_RE = re.compile(r"^(19|20)\d{2}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
+
+
+def upload_entry(title: str | None = None, date: str | None = None, place: str | None = None, kind: str | None = None,
+                 reported: str | None = None, planned: str | None = None) -> dict:
+    """A manifest entry from the fields of an upload form, each checked, or a ``ValueError``
+    that says which field is wrong. Empty fields are left to inference from the text."""
+    from qa_app.ingest.scope import KINDS
+    from qa_app.places import gazetteer
+
+    entry: dict = {}
+    if title and title.strip():
+        entry["title"] = title.strip()
+    if date and date.strip():
+        if not _ISO_DATE_RE.match(date.strip()):
+            raise ValueError(f"date 应写作 YYYY-MM-DD：{date!r}。(date must be YYYY-MM-DD: {date!r}.)")
+        entry["date"] = date.strip()
+    if place and place.strip():
+        g = gazetteer()
+        if g.get(place.strip()) is None and g.resolve(place.strip()) is None:
+            raise ValueError(f"未知地名：{place!r}。(Unknown place: {place!r}.)")
+        entry["place"] = place.strip()
+    if kind and kind.strip():
+        if kind.strip() not in KINDS and kind.strip() not in KINDS.values():
+            known = ", ".join(f"{k} ({v})" for k, v in KINDS.items())
+            raise ValueError(f"未知文档类型：{kind!r}；可用：{known}。(Unknown kind {kind!r}; known: {known}.)")
+        entry["kind"] = kind.strip()
+    for key, value in (("reported", reported), ("planned", planned)):
+        if value and value.strip():
+            m = _SPAN_RE.match(value)
+            if not m or (m.group(2) and int(m.group(2)) < int(m.group(1))):
+                raise ValueError(f"{key} 应写作年份或年份区间（2025 或 2021-2025）：{value!r}。"
+                                 f"({key} must be a year or a span of years, e.g. 2025 or 2021-2025: {value!r}.)")
+            entry[key] = [int(m.group(1)), int(m.group(2) or m.group(1))]
+    return entry
+
+
+def update_manifest(folder: Path, entries: dict[str, dict | None]) -> dict[str, dict | None]:
+    """Set (or, for None, remove) the entries of ``folder``'s manifest.json for the given file
+    names, written whole to a new file and swapped in; returns the entries they replaced."""
+    path = folder / "manifest.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        data = {}
+    data = data if isinstance(data, dict) else {}
+    before = {name: data.get(name) for name in entries}
+    for name, entry in entries.items():
+        if entry:
+            data[name] = entry
+        else:
+            data.pop(name, None)
+    if not data:
+        path.unlink(missing_ok=True)
+        return before
+    tmp = folder / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return before

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterator
 
 from qa_app.grounding import INSTRUCTION_RE, order_sentences
 from qa_app.index.sentences import unit_of, units
+from qa_app.llm import sentence_model
 from qa_app.models import Answer, Citation, Passage
 from qa_app.prompts import load_prompt
-from qa_app.question import QuestionAnalysis, TermGroup
+from qa_app.question import QuestionAnalysis, TermGroup, char_bigrams, longest_shared, shared_edge
 from qa_app.text import normalize, plans_in, year_scope
 
 _SENT_SPLIT = re.compile(r"(?<=[。！？；!?;])|\n")
@@ -29,16 +31,23 @@ _CLAUSE_SPLIT = re.compile(r"(?<=[，,：:；;])")
 _UNIT = (
     r"(?:%|万亿元|亿元|万元|元|亿美元|万美元|美元|万人次|万人|人次|个百分点|百分点|万平方米|平方米|平方公里|公里|千米|"
     r"微克/立方米|万户|户|家|个|项|所|座|条|支|套|张|辆|吨|倍|名|人|件|台|部|处|亩|万|亿|千|P|G|米|天|年|次|场|批|期|"
-    r"岁|℃|度|颗|只|斤|千瓦|瓦|千克|公斤|克|升|立方米|标准箱|架|艘|列|班|所|床|位|本)"
+    r"岁|℃|度|颗|只|斤|千瓦|瓦|千克|公斤|克|升|立方米|标准箱|架|艘|列|班|所|床|位|本|厘米|毫米|公分|英尺|英寸|英里|海里|"
+    r"级|发|分钟|小时|秒|周|个月|km|cm|mm|kg|m(?![a-z]))"
 )
 # A figure: a number with its unit, or a decimal ("收入比缩小至2.54"); a calendar year ("2025年")
 # says when, not how much.
-FIGURE_RE = re.compile(r"(?<![\d.])(?!(?:19|20)\d{2}\s*年)\d+(?:\.\d+)?\s*" + _UNIT + r"|\d+\.\d+")
-_CN_FIGURE = re.compile(r"[一二三四五六七八九十两百千万]+(?:个|家|项|所|座|条|支|套|倍|成|番|类|批)")
+# A ratio ("1：7") is a figure too.
+FIGURE_RE = re.compile(r"(?<![\d.])(?!(?:19|20)\d{2}\s*年)\d+(?:\.\d+)?\s*" + _UNIT + r"|\d+\.\d+|\d+\s*[:：]\s*\d+")
+# Figures written in Chinese numerals ("两平方公里", "二十年", "3名" as "三名"): any unit a
+# number takes, and the counting words of reports.
+# A numeral leads: "每千人" is a rate's base, not a number.
+_CN_FIGURE = re.compile(r"[一二三四五六七八九十两][一二三四五六七八九十两百千万]*(?:多|余)?(?:" + _UNIT[3:-1] + r"|成|番|类|批)")
 # A time: a year of any era (1628年, 公元前221年, 一九六一年, 天正16年), a month or day, a span, a century.
 TIME_RE = re.compile(
     r"\d{1,4}\s*年(?!代?[均度来间内])|[〇零一二三四五六七八九]{4}年|\d{1,2}\s*月|\d{1,2}\s*日|"
-    r"(?:19|20)\d{2}[-—–至到](?:19|20)?\d{2}|\d{1,2}\s*世纪|[一二三四五六七八九十]+世纪"
+    r"(?:19|20)\d{2}[-—–至到](?:19|20)?\d{2}|\d{1,2}\s*世纪|[一二三四五六七八九十]+世纪|"
+    # When as a season, an age, an era or a period: "春季化雪的时候", "九岁", "唐末", "明朝", "80年代", "战国时期".
+    r"[春夏秋冬][季天]|[\d一二三四五六七八九十两]+\s*岁|[夏商周秦汉晋隋唐宋元明清][朝代末初]|[初末]年|年代|时期|期间"
 )
 _ANY_DIGIT = re.compile(r"\d")
 _TARGET = re.compile(r"目标|预期|安排|力争|计划|左右|要求|确保|控制在")
@@ -88,6 +97,20 @@ class Candidate:
     sem: float | None = None  # similarity in meaning with the question (None: no sentence vector)
     sem_gap: float = 0.0  # how much less similar than the closest candidate
     heading: str = ""  # the passage's report title and section path (normalised)
+    # What the sentence model reads (qa_app/llm/sentence_model.py): where the coverage comes
+    # from, where the sentence stands, what kind of statement it is.
+    lexical: float = 0.0  # coverage before any credit for meaning
+    cov_sentence: float = 0.0
+    position: int = 0  # the sentence's place in its passage (0: the first)
+    sets_goal: bool = False
+    subject_ok: bool = True  # one of the question's subject words is in the sentence or its heading
+    retrieval: float = 1.0  # the passage's fused score over the top passage's
+    bigram: float = 0.0  # share of the question's character pairs the sentence repeats
+    shared: float = 0.0  # the longest run of the question's characters it repeats (share of 8)
+    wh_left: float = 0.0  # how much of the words before the question word it repeats (share)
+    wh_right: float = 0.0  # … and of the words after it
+    rule_ok: bool = False  # the fixed thresholds (``supported``) let it answer
+    prob: float | None = None  # the sentence model's probability that this is the sentence that answers
 
 
 def _similarity(p: Passage, norm: str) -> float | None:
@@ -116,7 +139,8 @@ def _measure_re(measure: str) -> str:
 
 def figure_with(measure: str, text: str) -> bool:
     """Does ``text`` state a number carrying ``measure`` (any figure when measure is empty)?"""
-    if not measure:
+    # 个 is the all-purpose counting word: "几个孩子" is answered by "3名子女", "多少个点" by "74家".
+    if not measure or measure == "个":
         return bool(FIGURE_RE.search(text) or _CN_FIGURE.search(text))
     if measure == "%":
         return bool(re.search(r"\d(?:\.\d+)?\s*(?:%|个百分点|倍)|[一二三四五六七八九十两]成|翻一番", text))
@@ -176,7 +200,7 @@ class ExtractiveGenerator:
             return norm.count("、") >= 1 or norm.count(",") + norm.count("，") + norm.count(";") >= 2 or "|" in norm
         return True
 
-    def _coverage(self, q: QuestionAnalysis, sentence: str, heading: str, nearby: str) -> float:
+    def _coverage(self, q: QuestionAnalysis, sentence: str, heading: str, nearby: str, context: bool = True) -> float:
         # A word the reports never use is everyday wording for something they say otherwise
         # ("能花的钱" for 可支配收入) or a sign that they do not say it: it counts, at a reduced
         # weight, as not covered, so that other evidence (the asked kind of answer, the
@@ -190,6 +214,8 @@ class ExtractiveGenerator:
         for g in groups:
             if _covers(g, sentence):
                 got += g.weight
+            elif not context:
+                continue
             elif _covers(g, heading):
                 got += g.weight * 0.7  # stated once for the whole section or report
             elif _covers(g, nearby):
@@ -214,7 +240,9 @@ class ExtractiveGenerator:
             title = normalize(p.doc.title).lower()
             section = normalize(p.chunk.section).lower()
             section_plans = plans_in(normalize(p.chunk.section)) if q.query.plans else set()
-            for sent in self._sentences(q, p.chunk.text):
+            top_score = passages[0].score or 1.0
+            wh_left, wh_right = q.wh_context
+            for position, sent in enumerate(self._sentences(q, p.chunk.text)):
                 simplified = normalize(sent)
                 norm = simplified.lower()
                 if len(norm) < 4 or norm.strip("。") == title or (len(norm) <= 60 and norm in section):
@@ -237,8 +265,19 @@ class ExtractiveGenerator:
                     coverage *= 0.92  # unless asked about plans, results come first
                 has_target = self._has_target(q, norm)
                 score = coverage + (0.15 if has_target else -0.25) - 0.02 * pi
-                out.append(Candidate(pi, sent, norm, score, coverage, has_target, years, _similarity(p, simplified), heading=heading))
+                subject_ok = not q.subject or any(_covers(g, norm + " " + heading) for g in q.subject)
+                out.append(Candidate(
+                    pi, sent, norm, score, coverage, has_target, years, _similarity(p, simplified), heading=heading,
+                    lexical=coverage, cov_sentence=self._coverage(q, norm, "", "", context=False), position=position, sets_goal=sets_goal,
+                    subject_ok=subject_ok, retrieval=(p.score / top_score) if top_score else 1.0,
+                    bigram=len(q.bigrams & char_bigrams(norm)) / len(q.bigrams) if q.bigrams else 0.0,
+                    shared=min(8, max((longest_shared(part, norm) for part in q.content.split()), default=0)) / 8,
+                    wh_left=shared_edge(wh_left, norm, True) / len(wh_left) if wh_left else 0.0,
+                    wh_right=shared_edge(wh_right, norm, False) / len(wh_right) if wh_right else 0.0,
+                ))
         self._add_meaning(out)
+        for c in out:
+            c.rule_ok = self.supported(q, c)
         out.sort(key=lambda c: -c.score)
         return out
 
@@ -331,6 +370,44 @@ class ExtractiveGenerator:
         answer.reasons.append(reason)
         return answer
 
+    def _refuse_nearest(self, answer: Answer, q: QuestionAnalysis, reason: str, why: tuple[str, str],
+                        nearest: list[tuple[int, str]]) -> Answer:
+        """A refusal that says why in plain words (``why``: Chinese, English) and points at the
+        passages that came nearest ((passage index, sentence) pairs, best first): cited, so the
+        reader can check, but named by report and section only, so that no figure of theirs is
+        read as the answer."""
+        answer = self._refuse(answer, q, reason)
+        passages = answer.passages
+        seen: list[int] = []
+        for pi, sentence in nearest:
+            if pi not in seen and len(seen) < 2:
+                seen.append(pi)
+                answer.citations.append(self._cite(len(seen), passages[pi], sentence))
+        names = [f"[{c.n}]《{c.title}》" + (f"（{c.section}）" if c.section and c.section != c.title and not q.query.latin else "")
+                 if c.title else f"[{c.n}]" for c in answer.citations]
+        if q.query.latin:
+            answer.text += f" {why[1]}" + (f" Closest, but not an answer: {', '.join(names)}." if names else "")
+        else:
+            answer.text += why[0] + (f"最接近的内容见{'、'.join(names)}，但不足以回答。" if names else "")
+        return answer
+
+    def _states_kind(self, q: QuestionAnalysis, c: Candidate) -> bool:
+        """Does the sentence state the kind of thing asked (a number for 多少, a time for 何时)?
+        The fixed thresholds want it beside the question's subject; the sentence model weighs
+        where it stands with the rest of the evidence, so here it is only required somewhere in
+        the sentence: a number carrying the measure the question names (多少元 is not answered by
+        a rate), any number when it names none, a time."""
+        if self.model is None:
+            return c.has_target
+        if q.qtype == "number":
+            return figure_with(q.measure, c.norm) if q.measure else bool(_ANY_DIGIT.search(c.norm) or _CN_FIGURE.search(c.norm))
+        return bool(TIME_RE.search(c.norm) or _ANY_DIGIT.search(c.norm))
+
+    @staticmethod
+    def _nearest(cands: list[Candidate]) -> list[tuple[int, str]]:
+        ranked = sorted(cands, key=lambda c: -(c.prob if c.prob is not None else c.score))
+        return [(c.passage_index, c.text) for c in ranked]
+
     # --- lists: parallel sentences ---------------------------------------------------------
     def list_run(self, q: QuestionAnalysis, passages: list[Passage]) -> tuple[float, int, list[str]] | None:
         """For 哪些 questions: the best run of parallel sentences ("严禁新增…。严禁新增…。",
@@ -380,19 +457,67 @@ class ExtractiveGenerator:
         typed = q.qtype in ("number", "time", "list") and c.has_target and c.passage_index < self.settings.typed_passages
         return typed and close and c.coverage >= self.settings.min_support_typed
 
-    def choose(self, q: QuestionAnalysis, cands: list[Candidate]) -> list[Candidate]:
-        good = [c for c in cands if self.supported(q, c)]
-        if not good:
+    @cached_property
+    def model(self) -> sentence_model.SentenceModel | None:
+        """The calibrated sentence model, or None for the fixed thresholds (``QA_SENTENCE_MODEL=``)."""
+        name = self.settings.sentence_model
+        if not name:
+            return None
+        return sentence_model.load(sentence_model.BUILTIN if name == "builtin" else name)
+
+    def _choose_by_model(self, q: QuestionAnalysis, cands: list[Candidate], model: sentence_model.SentenceModel) -> list[Candidate]:
+        """The most probable sentences, until together they hold ``answer_mass`` of the
+        probability (a second quote only when the model is unsure which one answers), or none
+        when the decider finds even the best unlikely to answer."""
+        judged = model.judge(q, cands)
+        for c, p in zip(cands, judged.probs):
+            c.prob = p
+        if not judged.answers:
             return []
+        ranked = sorted(cands, key=lambda c: -(c.prob or 0.0))
+        per_year = self._per_year(q, ranked)
+        if per_year:
+            return per_year
+        chosen: list[Candidate] = []
+        mass = 0.0
+        for c in ranked:
+            if any(c.norm in o.norm or o.norm in c.norm for o in chosen):
+                continue
+            chosen.append(c)
+            mass += c.prob or 0.0
+            if mass >= model.answer_mass or len(chosen) >= self.settings.answer_max_sentences:
+                break
+        if q.stance != "target" and chosen[0].sets_goal and not any(not c.sets_goal for c in chosen):
+            # Unless plans are asked about, results come first: a goal does not stand alone while a
+            # result holding the asked kind of answer is nearly as probable (the share of the top's
+            # probability that the confidence set leaves open).
+            floor = (1 - model.answer_mass) * (chosen[0].prob or 0.0)
+            result = next((c for c in ranked if not c.sets_goal and c.has_target and (c.prob or 0.0) >= floor), None)
+            if result is not None:
+                chosen = [result, chosen[0]][: max(1, self.settings.answer_max_sentences)]
+        return chosen
+
+    @staticmethod
+    def _per_year(q: QuestionAnalysis, ranked: list[Candidate]) -> list[Candidate]:
+        """"2023年和2024年分别…": the first sentence of ``ranked`` for each year asked, holding the
+        asked kind of answer (none unless the question names several years)."""
+        chosen: list[Candidate] = []
         if len(q.years) > 1:
-            # "2023年和2024年分别…": the best sentence for each year asked.
-            chosen: list[Candidate] = []
             for y in q.years:
-                best = next((c for c in good if y in c.years and c.has_target and c not in chosen), None)
+                best = next((c for c in ranked if y in c.years and c.has_target and c not in chosen), None)
                 if best:
                     chosen.append(best)
-            if chosen:
-                return chosen
+        return chosen
+
+    def choose(self, q: QuestionAnalysis, cands: list[Candidate]) -> list[Candidate]:
+        if self.model is not None:
+            return self._choose_by_model(q, cands, self.model)
+        good = [c for c in cands if c.rule_ok]
+        if not good:
+            return []
+        per_year = self._per_year(q, good)
+        if per_year:
+            return per_year
         best = good[0]
         chosen = [best]
         subject = q.subject
@@ -418,9 +543,20 @@ class ExtractiveGenerator:
             answer = self._refuse(answer, q, f"the reports never mention {'、'.join(unknown)}")
             answer.text += f"（报告中未提及“{'”“'.join(unknown)}”。）" if not q.query.latin else ""
             return answer
+        if not q.groups:
+            # "2023年呢？" on its own: nothing but a year and a question word; any sentence about
+            # that year would do, so none answers.
+            return self._refuse_nearest(
+                answer, q, "the question names nothing but a year or a question word",
+                ("问题里只有年份或疑问词，没有说要问什么。", "The question names nothing to look for besides a year."), [])
         cands = self.candidates(q, passages)
         if not cands:
-            return self._refuse(answer, q, "no passage sentence is about the year(s) asked")
+            # (The years are not repeated: a refusal states no number its citations do not hold.)
+            return self._refuse_nearest(
+                answer, q, "no passage sentence is about the year(s) asked",
+                ("找到的段落都没有讲所问年份的情况。" if q.years else "找到的段落中没有可以引用的语句。",
+                 "None of the passages found is about the year(s) asked." if q.years else "The passages found hold no sentence to quote."),
+                [(i, next(iter(statements(p.chunk.text, _SENT_SPLIT)), p.chunk.text[:120])) for i, p in enumerate(passages)])
         lost = self._lost_figure(q, cands)
         if lost is not None:
             answer.text = f"{self._wording('missing_figure', q)}“{unmarked(lost.text)}”[1]"
@@ -439,9 +575,16 @@ class ExtractiveGenerator:
                 return self._list_answer(answer, q, passages, *run)
         chosen = self.choose(q, cands)
         if not chosen:
-            return self._refuse(answer, q, "no passage sentence covers enough of the question")
-        if q.qtype in ("number", "time") and not any(c.has_target for c in chosen):
-            return self._refuse(answer, q, f"the passages that match the question give no {'figure' if q.qtype == 'number' else 'time'}")
+            return self._refuse_nearest(
+                answer, q, "no passage sentence covers enough of the question",
+                ("找到的段落里没有一句话讲到所问的内容。", "No sentence of the passages found says what was asked."),
+                self._nearest(cands))
+        if q.qtype in ("number", "time") and not any(self._states_kind(q, c) for c in chosen):
+            what = ("数字", "figure") if q.qtype == "number" else ("时间", "time")
+            return self._refuse_nearest(
+                answer, q, f"the passages that match the question give no {what[1]}",
+                (f"与问题相关的语句中没有给出所问的{what[0]}。", f"The sentences that match the question give no {what[1]}."),
+                [(c.passage_index, c.text) for c in chosen])
         parts, citations = [], []
         numbers: dict[int, int] = {}
         for c in chosen:

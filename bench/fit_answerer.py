@@ -1,0 +1,407 @@
+"""Fit the extractive answerer's sentence model (qa_app/llm/sentence_model.py) and choose its thresholds.
+
+1. ``dump``: every question of the given sets goes through the real answer path (with the fixed
+   thresholds, ``QA_SENTENCE_MODEL=off``); wherever the answerer chooses among candidate
+   sentences, their features and labels (does the sentence hold the item's answer keys / an
+   accepted CMRC answer / RGB's answer) are written to a JSONL file, with the answer given.
+2. ``fit`` on the **tune** half of every set (a stable hash of set and item id, the split of
+   bench/calibrate.py), each set weighing the same:
+   - the ranker, a conditional logit over each question's candidates (with and without the
+     sentence-vector features);
+   - the decider, a logistic model of "the candidates hold the answer" from the ranker's best;
+   - per kind, the threshold with the best tune-half accuracy among those that refuse at least
+     ``--min-refused`` of the unanswerable items (the generalization issue's targets: 90% for
+     our sets, 40% for RGB's rejection); ``--curve`` writes the curve it was chosen on.
+3. Every run prints, per set and half, what the fixed thresholds did and what the fitted model
+   does (an offline replay of the recorded candidates: the report half measures it, the tune
+   half only shows the fit). The real figures come from ``qa-app eval`` / bench/cmrc.py / bench/rgb.py.
+
+    export QA_SENTENCE_MODEL=off
+    python bench/fit_answerer.py dump --eval eval_sets/seeds_dev.jsonl:/tmp/qa_seeds \
+        --eval eval_sets/seeds_holdout.jsonl:/tmp/qa_seeds --eval eval_sets/seeds_paraphrase.jsonl:/tmp/qa_seeds \
+        --eval eval_sets/provinces_dev.jsonl:/tmp/qa_prov \
+        --cmrc ../shared/benchmarks/cmrc2018/cmrc2018_trial.json:/tmp/cmrc_pool/cmrc2018_trial \
+        --rgb ../shared/benchmarks/rgb_zh --out /tmp/cands.jsonl
+    python bench/fit_answerer.py fit /tmp/cands.jsonl --l2 0.001 --curve /tmp/curve.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter, defaultdict
+from dataclasses import replace
+from types import SimpleNamespace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from calibrate import half  # noqa: E402  (the same tune/report split as the threshold grid)
+from qa_app.llm.extractive import ExtractiveGenerator  # noqa: E402
+from qa_app.llm.sentence_model import (  # noqa: E402
+    BUILTIN, DECISION, LEXICAL, SEMANTIC, Linear, SentenceModel, decision_row, features, softmax,
+)
+
+
+class Recorder(ExtractiveGenerator):
+    """The extractive generator, keeping the candidates of every choice it makes."""
+
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.calls: list[tuple] = []
+
+    def choose(self, q, cands):
+        chosen = super().choose(q, cands)
+        self.calls.append((q, list(cands), [cands.index(c) for c in chosen], [self.supported(q, c) for c in cands]))
+        return chosen
+
+
+_ATTRS = ("lexical", "cov_sentence", "bigram", "has_target", "subject_ok", "rule_ok", "sem", "sem_gap", "retrieval")
+
+
+def _record(rec: Recorder, set_name: str, item_id: str, answerable: bool, label, refused: bool, correct: bool) -> dict:
+    calls = []
+    for q, cands, chosen, supported in rec.calls:
+        calls.append({
+            "sem": features(q, cands, True), "lex": features(q, cands, False),
+            "cands": [{a: getattr(c, a) for a in _ATTRS} for c in cands],
+            "q": {"subject": bool(q.subject), "qtype": q.qtype},
+            "labels": [bool(label(c.text)) for c in cands], "chosen": chosen, "supported": supported,
+        })
+    rec.calls.clear()
+    # An item the answerer settled without choosing (a scope refusal, a list run) takes its set's kind (load_dumps).
+    kind = None if not calls else "semantic" if any(x["sem"] is not None for c in calls for x in c["cands"]) else "lexical"
+    return {"set": set_name, "id": item_id, "half": half(set_name, item_id), "answerable": answerable,
+            "refused": refused, "correct": correct, "calls": calls, "kind": kind}
+
+
+def _recording_assistant(data_dir: str):
+    """(recorder, assistant) over the index in ``data_dir``."""
+    from qa_app.answer import Assistant
+    from qa_app.config import settings_with
+    from qa_app.index.store import Index
+
+    settings = settings_with(data_dir=data_dir)
+    rec = Recorder(settings)
+    return rec, Assistant(settings, index=Index(settings), generator=rec)
+
+
+def dump_eval(spec: str, out) -> None:
+    from qa_app.evaluate import answer_correct, load_eval_set
+
+    path, _, data_dir = spec.partition(":")
+    rec, assistant = _recording_assistant(data_dir)
+    name = Path(path).name
+    for item in load_eval_set(Path(path)):
+        answer = assistant.ask(item.question)
+        correct = (not answer.refused) and answer_correct(item, answer.text) if item.answerable else answer.refused
+        label = (lambda text, item=item: answer_correct(item, text)) if item.answerable else (lambda text: False)
+        out.write(json.dumps(_record(rec, name, item.id, item.answerable, label, answer.refused, correct)) + "\n")
+
+
+def dump_cmrc(spec: str, out) -> None:
+    from qa_app import cmrc
+    from qa_app.question import QuestionError
+
+    path, _, pool = spec.partition(":")
+    rec, assistant = _recording_assistant(pool)
+    name = Path(path).name
+    for q in cmrc.load(path).questions:
+        try:
+            answer = assistant.ask(q.question)
+        except QuestionError:
+            rec.calls.clear()
+            continue
+        correct = not answer.refused and cmrc.holds_answer(answer.text, q.answers)
+        label = lambda text, q=q: cmrc.holds_answer(text, q.answers)  # noqa: E731
+        out.write(json.dumps(_record(rec, name, q.id, True, label, answer.refused, correct)) + "\n")
+
+
+def dump_rgb(rgb_dir: str, out, vectors_dir: str | None = None, rates=(0.4, 1.0)) -> None:
+    from qa_app import rgb
+    from qa_app.config import settings_with
+    from qa_app.index.store import Index
+
+    settings = settings_with()
+    vectors = Index(settings_with(data_dir=vectors_dir)) if vectors_dir else None
+    rec = Recorder(settings)
+    items = rgb.load("refine", Path(rgb_dir))
+    background = rgb.pool_bm25(items)
+    for rate in rates:
+        name = f"rgb_refine@{rate}" + ("+vectors" if vectors else "")
+        for item in items:
+            r = rgb.answer_item(rec, item, "refine", rate, background, vectors)
+            answerable = rate < 1.0
+            label = (lambda text, item=item: rgb.contains_answer(text, item["answer"])) if answerable else (lambda text: False)
+            correct = r.correct if answerable else r.rejected
+            out.write(json.dumps(_record(rec, name, str(item["id"]), answerable, label, r.rejected, correct)) + "\n")
+
+
+# --- fitting and replay ---------------------------------------------------------------------
+def load_dumps(paths: list[Path]) -> list[dict]:
+    records = [json.loads(line) for path in paths for line in path.open(encoding="utf-8")]
+    kinds: dict[str, Counter] = defaultdict(Counter)
+    for r in records:
+        if r["kind"]:
+            kinds[r["set"]][r["kind"]] += 1
+    for r in records:
+        if not r["kind"]:
+            r["kind"] = kinds[r["set"]].most_common(1)[0][0] if kinds[r["set"]] else "semantic"
+    return records
+
+
+def key_for(record: dict) -> str:
+    """Which kind of model an item's candidates go to: with sentence vectors or without."""
+    return record["kind"]
+
+
+def _rowkey(kind: str) -> str:
+    return "sem" if kind == "semantic" else "lex"
+
+
+def _standardise(x):
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    return mean, scale
+
+
+def _set_weights(sets: list[str]) -> list[float]:
+    """Each set weighs the same in a fit, however many items it has (CMRC's 1,000 questions do
+    not drown the 60 of a report set), and all weights sum to 1."""
+    counts = defaultdict(int)
+    for s in sets:
+        counts[s] += 1
+    return [1.0 / (len(counts) * counts[s]) for s in sets]
+
+
+def fit_ranker(records: list[dict], kind: str, names: tuple[str, ...], l2: float) -> Linear:
+    """Conditional logit: for each question whose candidates include one that holds the answer,
+    maximise the softmax probability of those, against its other candidates."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    groups, sets = [], []
+    for r in records:
+        for call in r["calls"]:
+            ys = np.asarray(call["labels"], dtype=bool)
+            if len(ys) >= 2 and ys.any() and not ys.all():
+                groups.append((np.asarray(call[_rowkey(kind)], dtype=float), ys))
+                sets.append(r["set"])
+    mean, scale = _standardise(np.vstack([x for x, _ in groups]))
+    weights = _set_weights(sets)
+    groups = [((x - mean) / scale, y) for x, y in groups]
+
+    def loss(w):
+        total, grad = l2 * w @ w, 2 * l2 * w
+        for (x, y), weight in zip(groups, weights):
+            z = x @ w
+            z -= z.max()
+            p = np.exp(z)
+            p /= p.sum()
+            pos = p[y].sum()
+            total -= weight * np.log(pos)
+            # d(-log Σ_pos p)/dw = E_p[x] − E_{p|pos}[x]
+            grad += weight * (p @ x - (p[y] / pos) @ x[y])
+        return total, grad
+
+    w = minimize(loss, np.zeros(len(names)), jac=True, method="L-BFGS-B").x
+    return Linear(names, tuple(mean.tolist()), tuple(scale.tolist()), tuple(w.tolist()), 0.0)
+
+
+def _decision_rows(records: list[dict], kind: str, ranker: Linear):
+    """(record, call, decision row, best index) for every single-choice item."""
+    out = []
+    for r in records:
+        if len(r["calls"]) != 1 or not r["calls"][0]["labels"]:
+            continue
+        call = r["calls"][0]
+        cands = [SimpleNamespace(**c) for c in call["cands"]]
+        q = SimpleNamespace(subject=[1] if call["q"]["subject"] else [], qtype=call["q"]["qtype"])
+        rows = call[_rowkey(kind)]
+        probs = softmax([ranker.score(row) for row in rows])
+        best = max(range(len(probs)), key=probs.__getitem__)
+        out.append((r, call, decision_row(q, cands, probs, kind == "semantic"), best))
+    return out
+
+
+def fit_decider(records: list[dict], kind: str, ranker: Linear, l2: float) -> Linear:
+    """Logistic: do the candidates hold the answer at all (never, for unanswerable items)? The
+    ranker's best is what the decider looks at; whether it is the right one is the ranker's job."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    data = _decision_rows(records, kind, ranker)
+    x = np.asarray([row for _, _, row, _ in data], dtype=float)
+    y = np.asarray([r["answerable"] and any(call["labels"]) for r, call, _, _ in data], dtype=float)
+    mean, scale = _standardise(x)
+    xs = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])
+    weights = np.asarray(_set_weights([r["set"] for r, _, _, _ in data]))
+
+    def loss(w):
+        z = xs @ w
+        p = 1 / (1 + np.exp(-np.clip(z, -30, 30)))
+        eps = 1e-12
+        reg = l2 * (w[:-1] @ w[:-1])
+        g = xs.T @ (weights * (p - y))
+        g[:-1] += 2 * l2 * w[:-1]
+        return -np.sum(weights * (y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))) + reg, g
+
+    w = minimize(loss, np.zeros(xs.shape[1]), jac=True, method="L-BFGS-B").x
+    return Linear(DECISION, tuple(mean.tolist()), tuple(scale.tolist()), tuple(w[:-1].tolist()), float(w[-1]))
+
+
+def replay(record: dict, model: SentenceModel | None) -> tuple[bool, bool]:
+    """(refused, outcome ok) of one item: as recorded when the answerer chose nothing or several
+    times (compound questions, lists), else the model's choice and decision."""
+    if model is None or len(record["calls"]) != 1 or not record["calls"][0]["labels"]:
+        return record["refused"], record["correct"]
+    kind = key_for(record)
+    (r, call, row, best), = _decision_rows([record], kind, model.rankers[kind])
+    if model.deciders[kind].probability(row) < model.thresholds[kind]:
+        return True, not record["answerable"]
+    probs = softmax([model.rankers[kind].score(x) for x in call[_rowkey(kind)]])
+    mass, hit = 0.0, False
+    for i in sorted(range(len(probs)), key=lambda i: -probs[i])[:2]:  # QA_ANSWER_MAX_SENTENCES
+        hit, mass = hit or call["labels"][i], mass + probs[i]
+        if mass >= model.answer_mass:
+            break
+    return False, record["answerable"] and hit
+
+
+def measure(records: list[dict], model) -> dict[str, float]:
+    answerable = [r for r in records if r["answerable"]]
+    unanswerable = [r for r in records if not r["answerable"]]
+    out = [replay(r, model) for r in answerable]
+    miss = [replay(r, model) for r in unanswerable]
+    mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
+    return {"n": len(records), "accuracy": mean([ok for _, ok in out]), "false_refusals": mean([ref for ref, _ in out]),
+            "missed_refusals": mean([not ref for ref, _ in miss])}
+
+
+def curve(records: list[dict], model: SentenceModel, kind: str) -> list[tuple[float, float, float, float]]:
+    """(threshold, accuracy, false refusals, missed refusals) of ``kind``'s decider over
+    ``records``, each averaged over the sets that have such items (every set weighs the same)."""
+    by_set = defaultdict(list)
+    for r in records:
+        by_set[r["set"]].append(r)
+    points = []
+    for t in [i / 100 for i in range(2, 96, 2)]:
+        at = replace(model, thresholds={**model.thresholds, kind: t})
+        ms = [measure(rs, at) for rs in by_set.values()]
+        avg = lambda key: (lambda xs: sum(xs) / len(xs) if xs else float("nan"))([m[key] for m in ms if m[key] == m[key]])  # noqa: E731
+        points.append((t, avg("accuracy"), avg("false_refusals"), avg("missed_refusals")))
+    return points
+
+
+def operating_point(points: list[tuple[float, float, float, float]], min_refused: float) -> float:
+    """The threshold with the best accuracy among those that refuse at least ``min_refused`` of
+    the unanswerable items (the issue's targets); the one that refuses most when none does."""
+    ok = [p for p in points if p[3] != p[3] or 1 - p[3] >= min_refused - 1e-9]
+    if not ok:
+        return min(points, key=lambda p: p[3])[0]
+    return max(ok, key=lambda p: (p[1], -p[0]))[0]
+
+
+def plot(curves: dict[str, list[tuple[float, float, float, float]]], chosen: dict[str, float], path: Path) -> None:
+    """False refusals against missed refusals as the decider's threshold moves, per kind, with
+    the operating point marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
+    for kind, points in curves.items():
+        xs = [p[2] for p in points]
+        ys = [p[3] for p in points]
+        ax.plot(xs, ys, marker=".", label=f"{kind} (tune half)")
+        at = min(points, key=lambda p: abs(p[0] - chosen[kind]))
+        ax.annotate(f"threshold {chosen[kind]:.2f}", (at[2], at[3]), textcoords="offset points", xytext=(8, 8))
+        ax.plot([at[2]], [at[3]], "o", color="black")
+    ax.set_xlabel("false refusals (answerable items refused)")
+    ax.set_ylabel("missed refusals (unanswerable items answered)")
+    ax.set_title("When the extractive answerer answers: the decider's threshold")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def table(records: list[dict], model) -> str:
+    lines = ["| set | half | n | now: acc / false ref / missed ref | fitted: acc / false ref / missed ref |", "|---|---|---|---|---|"]
+    groups = defaultdict(list)
+    for r in records:
+        groups[(r["set"], r["half"])].append(r)
+    fmt = lambda m: " / ".join("–" if v != v else f"{v:.3f}" for v in (m["accuracy"], m["false_refusals"], m["missed_refusals"]))  # noqa: E731
+    for (s, h), rs in sorted(groups.items()):
+        lines.append(f"| {s} | {h} | {len(rs)} | {fmt(measure(rs, None))} | {fmt(measure(rs, model))} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("dump", help="record candidates and labels")
+    d.add_argument("--eval", action="append", default=[], help="SET.jsonl:DATA_DIR (an index over its corpus)")
+    d.add_argument("--cmrc", action="append", default=[], help="SQuAD-format FILE:POOL_DIR (bench/cmrc.py --pool-dir)")
+    d.add_argument("--rgb", help="the RGB zh data folder (generator mode, noise 0.4 and 1.0)")
+    d.add_argument("--rgb-vectors", help="an index folder whose embedding cache gives RGB's passages sentence vectors "
+                                         "(bench/rgb.py --pool-dir); default: plain passages")
+    d.add_argument("--out", type=Path, required=True)
+    f = sub.add_parser("fit", help="fit on the tune half, report both halves")
+    f.add_argument("dumps", type=Path, nargs="+")
+    f.add_argument("--l2", type=float, default=0.01, help="L2 penalty on the standardised weights")
+    f.add_argument("--curve", type=Path, help="write the tune half's curve (threshold, accuracy, false, missed refusals) as JSON")
+    f.add_argument("--min-refused", type=float, default=0.9,
+                   help="share of unanswerable items the semantic decider must refuse (the issue's target: 0.9)")
+    f.add_argument("--min-refused-lexical", type=float, default=0.4,
+                   help="the same for the lexical decider (RGB's rejection target: 0.4)")
+    f.add_argument("--out", type=Path, default=BUILTIN)
+    f.add_argument("--plot", type=Path, help="draw the curves (PNG), the operating points marked")
+    f.add_argument("--dry-run", action="store_true", help="print the table, write nothing")
+    args = ap.parse_args()
+    if args.cmd == "dump":
+        with args.out.open("w", encoding="utf-8") as out:
+            for spec in args.eval:
+                dump_eval(spec, out)
+            for spec in args.cmrc:
+                dump_cmrc(spec, out)
+            if args.rgb:
+                dump_rgb(args.rgb, out, args.rgb_vectors)
+        return
+    records = load_dumps(args.dumps)
+    tune = [r for r in records if r["half"] == "tune"]
+    rankers, deciders = {}, {}
+    for kind in ("semantic", "lexical"):
+        own = [r for r in tune if key_for(r) == kind]
+        names = LEXICAL + SEMANTIC if kind == "semantic" else LEXICAL
+        # Which sentence answers reads the same in any setting: the lexical ranker learns from
+        # every set (their rows without the vector features). How sure to be before answering
+        # depends on where the passages come from (an index's ranking, or handed over as they
+        # are), so each decider learns from the sets of its own kind.
+        # (With no set of a kind at hand, every set stands in for it.)
+        rankers[kind] = fit_ranker(tune if kind == "lexical" or not own else own, kind, names, args.l2)
+        deciders[kind] = fit_decider(own or tune, kind, rankers[kind], args.l2)
+    sets = sorted({r["set"] for r in tune})
+    model = SentenceModel(rankers, deciders, {"semantic": 0.5, "lexical": 0.5}, "tune halves of " + ", ".join(sets))
+    curves = {}
+    for kind, min_refused in (("semantic", args.min_refused), ("lexical", args.min_refused_lexical)):
+        curves[kind] = curve([r for r in tune if key_for(r) == kind] or tune, model, kind)
+        model = replace(model, thresholds={**model.thresholds, kind: operating_point(curves[kind], min_refused)})
+    print(f"thresholds {model.thresholds} (tune half; at least {args.min_refused:.0%} / {args.min_refused_lexical:.0%} "
+          "of unanswerable items refused)\n")
+    print(table(records, model))
+    for kind in rankers:
+        print(f"\nranker {kind}: " + ", ".join(f"{n} {w:+.2f}" for n, w in zip(rankers[kind].names, rankers[kind].coef)))
+        print(f"decider {kind}: " + ", ".join(f"{n} {w:+.2f}" for n, w in zip(deciders[kind].names, deciders[kind].coef)))
+    if args.curve:
+        args.curve.write_text(json.dumps(curves) + "\n", encoding="utf-8")
+    if args.plot:
+        plot(curves, model.thresholds, args.plot)
+    if not args.dry_run:
+        args.out.write_text(json.dumps(model.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        print(f"\nwritten: {args.out}")
+
+if __name__ == "__main__":
+    main()
