@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     # a path names another fit, and "" falls back to the fixed thresholds above.
     sentence_model: str = "builtin"
 
+    @field_validator("lexicon", mode="before")
+    @classmethod
+    def _no_pack(cls, value):
+        # "QA_LEXICON=" means no pack, not the current folder (which ingest would then skip whole).
+        return None if value is None or (isinstance(value, str) and not value.strip()) else value
+
     @field_validator("sentence_model")
     @classmethod
     def _model_off(cls, value: str) -> str:

@@ -15,6 +15,12 @@ from functools import lru_cache
 from pathlib import Path
 
 RESOURCES = Path(__file__).resolve().parent / "resources"
+PACK_FILES = ("synonyms.txt", "glossary_en_zh.tsv", "userdict.txt", "framing.txt")
+
+
+def is_pack(folder: Path) -> bool:
+    """Is ``folder`` a corpus pack (a ``lexicon`` folder holding word lists), whichever pack is active?"""
+    return folder.name == "lexicon" and any((folder / name).is_file() for name in PACK_FILES)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from qa_app.ingest.clean import clean_report
 from qa_app.ingest.loaders import LoaderError, load, supported
 from qa_app.ingest.metadata import document_metadata
 from qa_app.ingest.scope import infer_scope
+from qa_app.lexicon import is_pack
 from qa_app.models import Chunk, DocumentInfo
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,8 @@ class PreparedDocument:
 
 def expand_paths(paths: list[Path], skip: tuple[Path, ...] = ()) -> tuple[list[Path], dict[str, str]]:
     """Files to ingest (folders walked recursively) and the paths that are not usable. Hidden
-    files and folders (.git, .DS_Store) and the folders in ``skip`` (the corpus pack: word
-    lists, not documents) are not walked into."""
+    files and folders (.git, .DS_Store), the folders in ``skip`` and every corpus pack (word
+    lists, not documents; ``lexicon.is_pack``) are not walked into."""
     files: list[Path] = []
     problems: dict[str, str] = {}
     skipped = {s.resolve() for s in skip}
@@ -69,7 +70,9 @@ def expand_paths(paths: list[Path], skip: tuple[Path, ...] = ()) -> tuple[list[P
         rel = f.relative_to(root).parts
         if any(part.startswith(".") for part in rel):
             return False
-        return not any(parent in skipped for parent in f.resolve().parents)
+        # Any corpus pack's word lists, not only the active one's, are not documents.
+        parents = f.resolve().parents
+        return not any(parent in skipped or is_pack(parent) for parent in parents)
 
     for p in paths:
         if p.is_dir():

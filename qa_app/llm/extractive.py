@@ -1,13 +1,16 @@
 """The offline default generator: answers by quoting the sentences that answer the question.
 
-No model. Every sentence of the top passages is a candidate. A candidate may answer only
-if it is about a year the question names (the sentence says so, or its section, or its
-report). Among those, candidates are scored by how much of the question they cover
-(IDF-weighted term groups; the passage's section and report title count as weaker
-context), whether they hold the kind of thing asked for (a figure with the asked measure
-word, a time, a list), and their passage's rank. The best one, trimmed to the clauses
-that matter, is the answer; questions about several years get the best sentence per
-year. The answer is a plain refusal when nothing covers enough of the question, or when
+No language model. Every sentence of the top passages is a candidate. A candidate may answer
+only if it is about a year the question names (the sentence says so, or its section, or its
+report), not about another five-year plan than the one named, and not a goal when the question
+asks what actually happened. What is known of each candidate (its coverage of the question's
+terms, in itself or through its heading and neighbours; its closeness in meaning; whether it
+holds the kind of thing asked for — a figure with the asked measure word, a time, a list —;
+its passage's rank …) goes to the sentence model (``sentence_model.py``), which says which
+sentence answers and whether any may; with ``QA_SENTENCE_MODEL=off`` the fixed thresholds of
+``supported`` decide instead. The chosen sentences, trimmed to the clauses that matter, are the
+answer; questions about several years get the best sentence per year. The answer is a refusal
+that says why and names the nearest passages when nothing answers, and a quoting refusal when
 the sentence that matches is missing its figure in the source ("完成亿元").
 """
 from __future__ import annotations
