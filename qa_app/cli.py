@@ -27,6 +27,18 @@ app = typer.Typer(
 DataDir = typer.Option(None, "--data-dir", help="Index folder (default: $QA_DATA_DIR or ./qa_data).")
 
 
+@app.callback()
+def _check_settings() -> None:
+    """Settings are read before any command: a misspelt key in qa_app.toml is named, with the
+    nearest valid one, instead of being ignored."""
+    from qa_app.config import SettingsError, get_settings
+
+    try:
+        get_settings()
+    except SettingsError as exc:
+        _fail(str(exc), 2)
+
+
 def _settings(data_dir: Optional[Path], **overrides):
     from qa_app.config import settings_with
 

@@ -5,12 +5,13 @@ variables, a TOML file (``QA_CONFIG`` or ``./qa_app.toml``), then the defaults b
 """
 from __future__ import annotations
 
+import difflib
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -36,8 +37,30 @@ def _default_lexicon() -> Path | None:
     return pack if pack.is_dir() else None
 
 
+def _unknown_key_message(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key.lower(), known, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown setting {key!r}{hint} (设置项不存在：{key}{'，是否指 ' + close[0] if close else ''})"
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used: an unknown key, a value of the wrong type."""
+
+
+def describe(exc: ValidationError) -> str:
+    """A ValidationError of the settings as one line a person can act on."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err.get("loc", ()) if x != "__root__")
+        message = str(err.get("msg", "")).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="QA_", extra="ignore")
+    # A misspelt key in qa_app.toml or in code is an error that names it (QA_* environment
+    # variables that are not settings, such as QA_CONFIG, are left alone by pydantic-settings).
+    model_config = SettingsConfigDict(env_prefix="QA_", extra="forbid")
 
     # Where the index lives (catalog, BM25, embedded Chroma, embedding cache).
     data_dir: Path = Field(default=Path("qa_data"), description="index and cache folder")
@@ -116,6 +139,15 @@ class Settings(BaseSettings):
     # a path names another fit, and "" falls back to the fixed thresholds above.
     sentence_model: str = "builtin"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(k for k in data if k not in cls.model_fields)
+            if unknown:
+                raise ValueError("; ".join(_unknown_key_message(k, list(cls.model_fields)) for k in unknown))
+        return data
+
     @field_validator("lexicon", mode="before")
     @classmethod
     def _no_pack(cls, value):
@@ -168,11 +200,17 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(f"设置有误 (invalid settings): {describe(exc)}") from exc
 
 
 def settings_with(**overrides: Any) -> Settings:
     """A copy of the process settings with some fields replaced (CLI flags, tests)."""
     base = get_settings().model_dump()
     base.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**base)
+    try:
+        return Settings(**base)
+    except ValidationError as exc:
+        raise SettingsError(f"设置有误 (invalid settings): {describe(exc)}") from exc

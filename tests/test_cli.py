@@ -132,3 +132,21 @@ def test_eval_interrupted_then_resumed(seeds_index, tmp_path, monkeypatch):
     assert stable(resumed) == stable(clean)
     assert {k: v for k, v in resumed["metrics"].items() if "latency" not in k} == \
         {k: v for k, v in clean["metrics"].items() if "latency" not in k}
+
+
+def test_a_misspelt_setting_is_named_with_the_nearest_valid_one(tmp_path):
+    from qa_app.config import Settings
+
+    toml = tmp_path / "qa_app.toml"
+    toml.write_text('top_k = 3\nsentense_model = "off"\n', encoding="utf-8")
+    env = {**os.environ, "QA_DATA_DIR": str(tmp_path), "QA_CONFIG": str(toml)}
+    out = subprocess.run([sys.executable, "-m", "qa_app.cli", "documents"], capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=600)
+    assert out.returncode == 2
+    assert "unknown setting 'sentense_model'" in out.stderr and "did you mean 'sentence_model'" in out.stderr
+    toml.write_text('top_k = 3\nsentence_model = "off"\n', encoding="utf-8")
+    out = subprocess.run([sys.executable, "-m", "qa_app.cli", "documents"], capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stderr
+    # QA_* variables that are not settings (QA_CONFIG itself) are not errors.
+    assert Settings(top_k=4).top_k == 4
