@@ -224,6 +224,9 @@ async def within_deadline(seconds: float, work: Callable[[], T]) -> T:
 
 # --- request bodies ---------------------------------------------------------------------------
 class FilterSpec(BaseModel):
+    # A misspelt filter ("doc_ids") would otherwise be dropped and the answer come unfiltered.
+    model_config = ConfigDict(extra="forbid")
+
     docs: list[str] | None = Field(default=None, description="document ids (file names), see GET /v1/documents")
     years: list[int] | None = Field(default=None, description="report years, e.g. [2023]")
     places: list[str] | None = Field(

@@ -152,6 +152,9 @@ def test_ask_filters_and_top_k(base):
     assert {p["doc"] for p in a["passages"]} == {GDP_DOC}
     r = post(f"{base}/v1/ask", {"question": GDP_Q, "filters": {"docs": ["nope.txt"]}})
     assert r.status_code == 422 and "nope.txt" in error_message(r)
+    # A misspelt filter key is refused, not ignored (which would answer unfiltered).
+    r = post(f"{base}/v1/ask", {"question": GDP_Q, "filters": {"doc_ids": [GDP_DOC]}})
+    assert r.status_code == 422 and "doc_ids" in error_message(r)
 
 
 def test_search(base):
