@@ -498,6 +498,8 @@ class ExtractiveGenerator:
             result = next((c for c in ranked if not c.sets_goal and c.has_target and (c.prob or 0.0) >= floor), None)
             if result is not None:
                 chosen = [result, chosen[0]][: max(1, self.settings.answer_max_sentences)]
+        if q.stance != "target":
+            chosen.sort(key=lambda c: c.sets_goal)  # (stable: otherwise by probability)
         return chosen
 
     @staticmethod
