@@ -642,6 +642,21 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
                 update_manifest(uploads_dir, {source.name: None})
         return {"deleted": doc_id, "chunks": len(index), "documents": len(index.documents())}
 
+    @app.api_route(f"{API_PREFIX}/{{rest:path}}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+                   include_in_schema=False)
+    def unknown_route(request: Request, rest: str):
+        # Registered last among the API's routes and before the chat page is mounted at "/", so an
+        # unknown /v1 path gets the API's JSON error instead of the page's, and a known path asked
+        # with the wrong method a 405 that says which methods it takes.
+        path = request.url.path
+        allowed = sorted({m for r in app.routes if getattr(r, "methods", None) and getattr(r, "endpoint", None) is not unknown_route
+                          and r.path_regex.match(path) for m in r.methods} - {"HEAD"})
+        if allowed:
+            return error_response(405, f"{path} 不支持 {request.method}，可用：{', '.join(allowed)}。"
+                                       f"(Method {request.method} is not allowed on {path}; use {', '.join(allowed)}.)",
+                                  "invalid_request_error", headers={"Allow": ", ".join(allowed)})
+        return error_response(404, f"没有这个接口：{path}。(No such endpoint: {path}; see /docs.)", "invalid_request_error")
+
     if with_ui:
         from qa_app.ui import mount_ui
 

@@ -507,3 +507,23 @@ def test_upload_fields_set_the_documents_scope_and_are_checked(upload_base):
     assert "27座" in ans["answer"] and ans["citations"][0]["doc_id"] == "hefei.txt"
     assert httpx.delete(f"{url}/v1/documents/hefei.txt").status_code == 200
     assert not (uploads / "manifest.json").exists()
+
+
+def test_unknown_routes_and_wrong_methods_get_the_apis_json_errors(assistant):
+    """Also with the chat page mounted at "/", which would otherwise answer every unknown path."""
+    from qa_app.api import create_app
+
+    with serve(create_app(assistant.settings, assistant, with_ui=True)) as base:
+        _check_unknown_routes(base)
+
+
+def _check_unknown_routes(base: str) -> None:
+    r = httpx.get(f"{base}/v1/chat/completions")
+    assert r.status_code == 405 and r.headers["allow"] == "POST" and "POST" in error_message(r)
+    r = httpx.delete(f"{base}/v1/documents")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, POST"
+    for path in ("/v1/nope", "/v1/ask/extra"):
+        r = httpx.post(f"{base}{path}", json={})
+        assert r.status_code == 404 and "No such endpoint" in error_message(r)
+    # The real routes are untouched.
+    assert httpx.get(f"{base}/v1/documents").status_code == 200
