@@ -138,6 +138,25 @@ class Settings(BaseSettings):
     # on the tune halves of the eval sets (qa_app/resources/sentence_model.json, bench/fit_answerer.py),
     # a path names another fit, and "" falls back to the fixed thresholds above.
     sentence_model: str = "builtin"
+    max_question_chars: int = 2000
+
+    # Server (qa-app serve): API + chat page on one port.
+    host: str = "127.0.0.1"
+    port: int = 7860
+    api_key: str | None = None  # when set, /v1/* needs "Authorization: Bearer <key>"
+    cors_origins: list[str] = Field(default_factory=list)  # closed unless listed
+    max_upload_mb: int = 20
+    max_request_kb: int = 256
+    # Per-client token bucket on /v1/* (0 = off): `burst` requests at once, refilled at
+    # `per_min`. Clients at the exempt addresses are never limited: the default bind is
+    # loopback, where the only callers are this machine's own (the UI, the load bench);
+    # the limit is for remote clients once the server listens on a public address.
+    rate_limit_per_min: int = 120
+    rate_limit_burst: int = 30
+    rate_limit_exempt: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+    # An /v1/ask, /v1/search or chat request still working after this many seconds is
+    # answered 504 (0 = no limit). Above the LLM's own timeout, so its fallback can answer first.
+    request_timeout_s: float = 120.0
 
     @model_validator(mode="before")
     @classmethod
@@ -159,25 +178,6 @@ class Settings(BaseSettings):
     def _model_off(cls, value: str) -> str:
         # "off" and "none" read as the empty setting: the fixed thresholds.
         return "" if value.strip().lower() in ("", "off", "none") else value.strip()
-    max_question_chars: int = 2000
-
-    # Server (qa-app serve): API + chat page on one port.
-    host: str = "127.0.0.1"
-    port: int = 7860
-    api_key: str | None = None  # when set, /v1/* needs "Authorization: Bearer <key>"
-    cors_origins: list[str] = Field(default_factory=list)  # closed unless listed
-    max_upload_mb: int = 20
-    max_request_kb: int = 256
-    # Per-client token bucket on /v1/* (0 = off): `burst` requests at once, refilled at
-    # `per_min`. Clients at the exempt addresses are never limited: the default bind is
-    # loopback, where the only callers are this machine's own (the UI, the load bench);
-    # the limit is for remote clients once the server listens on a public address.
-    rate_limit_per_min: int = 120
-    rate_limit_burst: int = 30
-    rate_limit_exempt: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
-    # An /v1/ask, /v1/search or chat request still working after this many seconds is
-    # answered 504 (0 = no limit). Above the LLM's own timeout, so its fallback can answer first.
-    request_timeout_s: float = 120.0
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
@@ -200,17 +200,18 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        raise SettingsError(f"设置有误 (invalid settings): {describe(exc)}") from exc
+    return _validated()
 
 
 def settings_with(**overrides: Any) -> Settings:
     """A copy of the process settings with some fields replaced (CLI flags, tests)."""
     base = get_settings().model_dump()
     base.update({k: v for k, v in overrides.items() if v is not None})
+    return _validated(**base)
+
+
+def _validated(**values: Any) -> Settings:
     try:
-        return Settings(**base)
+        return Settings(**values)
     except ValidationError as exc:
         raise SettingsError(f"设置有误 (invalid settings): {describe(exc)}") from exc

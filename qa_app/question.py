@@ -177,7 +177,7 @@ class QuestionAnalysis:
     def bigrams(self) -> frozenset[str]:
         """The character pairs of what the question says (question words, years and punctuation
         removed): a word-segmentation-free measure of how much of it a sentence repeats."""
-        return char_bigrams(_QUESTION_WORDS.sub(" ", self.query.norm.lower()))
+        return char_bigrams(self.content)
 
     @cached_property
     def content(self) -> str:
@@ -188,11 +188,12 @@ class QuestionAnalysis:
     def wh_context(self) -> tuple[str, str]:
         """The words just before and just after the question word ("…的首都是|哪里|？"): a sentence
         that answers tends to repeat them around the answer."""
-        m = _WH.search(self.query.norm.lower())
+        text = self.query.norm.lower()
+        m = _WH.search(text)
         if not m:
             return "", ""
-        before = _NON_WORD.split(self.query.norm.lower()[: m.start()])[-1]
-        after = _NON_WORD.split(self.query.norm.lower()[m.end():])[0]
+        before = _NON_WORD.split(text[: m.start()])[-1]
+        after = _NON_WORD.split(text[m.end():])[0]
         return before[-_WH_CONTEXT:], after[:_WH_CONTEXT]
 
     @property

@@ -203,7 +203,7 @@ class ExtractiveGenerator:
             return norm.count("、") >= 1 or norm.count(",") + norm.count("，") + norm.count(";") >= 2 or "|" in norm
         return True
 
-    def _coverage(self, q: QuestionAnalysis, sentence: str, heading: str, nearby: str, context: bool = True) -> float:
+    def _coverage(self, q: QuestionAnalysis, sentence: str, heading: str, nearby: str) -> float:
         # A word the reports never use is everyday wording for something they say otherwise
         # ("能花的钱" for 可支配收入) or a sign that they do not say it: it counts, at a reduced
         # weight, as not covered, so that other evidence (the asked kind of answer, the
@@ -217,8 +217,6 @@ class ExtractiveGenerator:
         for g in groups:
             if _covers(g, sentence):
                 got += g.weight
-            elif not context:
-                continue
             elif _covers(g, heading):
                 got += g.weight * 0.7  # stated once for the whole section or report
             elif _covers(g, nearby):
@@ -237,14 +235,14 @@ class ExtractiveGenerator:
 
     def candidates(self, q: QuestionAnalysis, passages: list[Passage]) -> list[Candidate]:
         out: list[Candidate] = []
+        top_score = passages[0].score or 1.0 if passages else 1.0
+        wh_left, wh_right = q.wh_context
         for pi, p in enumerate(passages):
             heading = normalize(f"{p.doc.title} {p.chunk.section}").lower()
             nearby = p.chunk.norm.lower()
             title = normalize(p.doc.title).lower()
             section = normalize(p.chunk.section).lower()
             section_plans = plans_in(normalize(p.chunk.section)) if q.query.plans else set()
-            top_score = passages[0].score or 1.0
-            wh_left, wh_right = q.wh_context
             for position, sent in enumerate(self._sentences(q, p.chunk.text)):
                 simplified = normalize(sent)
                 norm = simplified.lower()
@@ -271,8 +269,8 @@ class ExtractiveGenerator:
                 subject_ok = not q.subject or any(_covers(g, norm + " " + heading) for g in q.subject)
                 out.append(Candidate(
                     pi, sent, norm, score, coverage, has_target, years, _similarity(p, simplified), heading=heading,
-                    lexical=coverage, cov_sentence=self._coverage(q, norm, "", "", context=False), position=position, sets_goal=sets_goal,
-                    subject_ok=subject_ok, retrieval=(p.score / top_score) if top_score else 1.0,
+                    lexical=coverage, cov_sentence=self._coverage(q, norm, "", ""), position=position, sets_goal=sets_goal,
+                    subject_ok=subject_ok, retrieval=p.score / top_score,
                     bigram=len(q.bigrams & char_bigrams(norm)) / len(q.bigrams) if q.bigrams else 0.0,
                     shared=min(8, max((longest_shared(part, norm) for part in q.content.split()), default=0)) / 8,
                     wh_left=shared_edge(wh_left, norm, True) / len(wh_left) if wh_left else 0.0,
