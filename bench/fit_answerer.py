@@ -57,7 +57,7 @@ class Recorder(ExtractiveGenerator):
         return chosen
 
 
-_ATTRS = ("lexical", "cov_sentence", "bigram", "has_target", "subject_ok", "rule_ok", "sem", "sem_gap", "retrieval")
+_ATTRS = ("lexical", "cov_sentence", "bigram", "has_target", "subject_ok", "rule_ok", "sem", "sem_gap", "retrieval", "span", "echo")
 
 
 def _record(rec: Recorder, set_name: str, item_id: str, answerable: bool, label, refused: bool, correct: bool) -> dict:

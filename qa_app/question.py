@@ -17,7 +17,7 @@ from qa_app.index.query import Query, contains_term, glossary_matches, synonym_g
 from qa_app.index.tokenize import words
 from qa_app.lexicon import active
 from qa_app.places import gazetteer
-from qa_app.text import is_latin_question, plans_in
+from qa_app.text import is_latin_question, names_span, plans_in
 
 _TIME = re.compile(r"哪一?年|何年|何时|什么时候|几月|几号|哪天|哪一天|日期|\bwhen\b|what year|which year|what date", re.I)
 _NUMBER = re.compile(
@@ -51,7 +51,40 @@ _MONEY = re.compile(r"多少钱|资金|金额|经费|投资额|总投资|收入�
 # Names of bodies: when no document mentions one, the documents cannot answer about it. (Places
 # are settled by the question's scope, from the gazetteer: "住宅区" is not a place.)
 _BODY = r"(?:大学|学院|医院|公司|集团|银行)"
-_ENTITY = re.compile(rf"..{_BODY}$")
+
+
+def _named_body(term: str, text: str) -> str:
+    """The name of one organisation that ``term`` is or begins in ``text`` ("北京师范大学",
+    "中关村" + "银行"), or "" when it names a kind of body ("三甲医院", "高新科技公司"): by
+    jieba's parts of speech, an organisation name (nt), or a place or person name just before the
+    body word."""
+    import jieba.posseg
+
+    m = re.search(re.escape(term) + _BODY, text)
+    phrase = m.group(0) if m else term
+    tags = jieba.posseg.lcut(phrase)
+    if any(flag == "nt" for _, flag in tags):
+        return phrase
+    if m and len(tags) >= 2 and tags[-2].flag in ("ns", "nr", "nrt") and re.fullmatch(_BODY, tags[-1].word):
+        return phrase
+    return ""
+
+
+def _short_forms(name: str) -> list[str]:
+    """The usual abbreviation of an organisation's name: the first character of each of its
+    words (北京/师范/大学 → 北师大, 北京/大学 → 北大)."""
+    import jieba
+
+    # The name's words, shorter than the name itself (jieba knows 北京师范大学 as one word).
+    subs = [w for w in jieba.lcut_for_search(name) if w != name]
+    parts, pos = [], 0
+    while pos < len(name):
+        part = max((w for w in subs if name.startswith(w, pos)), key=len, default=name[pos])
+        parts.append(part)
+        pos += len(part)
+    if len(parts) < 2:
+        return []
+    return ["".join(w[0] for w in parts)]
 
 
 _NON_WORD = re.compile(r"[\W_]+")
@@ -196,6 +229,11 @@ class QuestionAnalysis:
         after = _NON_WORD.split(text[m.end():])[0]
         return before[-_WH_CONTEXT:], after[:_WH_CONTEXT]
 
+    @cached_property
+    def asks_span(self) -> bool:
+        """Asked about a stretch of years (年均, 十四五, "这五年", "2017到2021年"), not one year."""
+        return names_span(self.query.norm.lower())
+
     @property
     def subject(self) -> list[TermGroup]:
         """The groups that name what the question is about: words the documents use, not framing."""
@@ -280,9 +318,14 @@ def analyse(query: Query, term_idf, known=lambda term: True) -> QuestionAnalysis
             if any(w in g.alternatives for g in groups):
                 continue
             unknown = not known(w)
-            # A body no document names (三甲医院, 某某大学): the word itself, or an unknown word
-            # that makes the next one a particular kind of body (三甲 + 医院).
-            entity = unknown and bool(_ENTITY.search(w) or re.search(re.escape(w) + _BODY, text))
+            # The reports cannot speak of an organisation no document names, not even by its
+            # short name, nor of a kind of body marked by a word none of whose parts they use
+            # (三甲 + 医院). An unknown word they know the parts of is a rewording (高新科技 for
+            # 高新技术): left to the evidence.
+            name = _named_body(w, text) if unknown else ""
+            alien = unknown and not any(known(w[i : i + 2]) for i in range(len(w) - 1))
+            entity = (bool(name) and not any(known(a) for a in _short_forms(name))) or (
+                alien and bool(re.search(re.escape(w) + _BODY, text)))
             groups.append(TermGroup((w,), idf(w), unknown=unknown, entity=entity))
     for g in groups:
         if g.framing:

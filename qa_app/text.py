@@ -14,6 +14,7 @@ import opencc
 _CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 CJK_RE = re.compile(f"[{_CJK}]")
 _WS_RE = re.compile(r"[ \t\u3000\xa0]+")
+_LATIN_WORD = re.compile(r"[A-Za-z]+(?:['’][A-Za-z]+)?")
 YEAR_RE = re.compile(r"(?<!\d)(19[5-9]\d|20[0-4]\d)(?!\d)")
 
 
@@ -47,6 +48,25 @@ def plans_in(text: str) -> set[tuple[int, int]]:
         except (ValueError, TypeError):
             continue
     return out
+
+
+# A figure over several years: an annual average, "N年来", a span of years, a plan period.
+_SPAN_RE = re.compile(
+    r"年均|年平均|每年平均|(?:\d+|[两三四五六七八九十]+)年(?:来|间|里)|(?:这|过去|近)(?:\d+|[两三四五六七八九十几些])年|期间|时期"
+    r"|(?<!\d)(?:19|20)\d\d\s*(?:年)?\s*(?:[—–~〜至到-]|－)\s*(?:19|20)\d\d(?!\d)"
+)
+
+
+def names_span(text: str) -> bool:
+    """Does normalised ``text`` name a stretch of several years (an average over them, a plan
+    period, "N年来", "2021—2025年")? ("2023年和2024年分别…" names two years, not a stretch.)"""
+    return bool(_SPAN_RE.search(text) or plans_in(text))
+
+
+def speaks_of_span(text: str) -> bool:
+    """Does a report's sentence speak of several years at once: a stretch, or a change between
+    two years it names ("从2020年的…提高到2025年的…"), rather than of one year?"""
+    return names_span(text) or len(years_in(text)) >= 2
 
 
 def years_in(text: str) -> set[int]:
@@ -98,7 +118,8 @@ def match_form(text: str) -> str:
 
 
 def is_latin_question(text: str) -> bool:
-    """True when a question is written mostly in Latin script (English)."""
-    letters = [c for c in text if c.isalpha()]
-    latin = sum(1 for c in letters if c.isascii())
-    return bool(letters) and latin / len(letters) > 0.6
+    """True when a question is written mostly in Latin script (English): by words, so that a
+    Chinese question about an English name ("MIT OpenCourseWare指什么？") stays Chinese (a
+    Chinese character counts as a word: it carries as much of the question's grammar)."""
+    latin_words = len(_LATIN_WORD.findall(text))
+    return latin_words > 0 and latin_words > len(CJK_RE.findall(text))

@@ -65,6 +65,18 @@ def test_figure_helpers():
     assert not lost_figure("", "托位数已达4925个", focus=("托位数",))
 
 
+def test_a_unit_inside_a_word_is_no_lost_figure(assistant):
+    from qa_app.llm.extractive import lost_figure
+
+    # 首家 (the first), 项目, 千家万户 are words, not a number's unit with the number gone.
+    assert not lost_figure("", "设立全国首家中小企业续贷中心——北京市企业续贷受理中心")
+    assert not lost_figure("", "新增项目建设") and not lost_figure("", "走进千家万户")
+    assert lost_figure("", "新建学校所") and lost_figure("人", "重点人群签约万人")
+    # The sentence that names the centre also gives the time asked, in another clause.
+    answer = assistant.ask("北京市企业续贷受理中心最快审批一笔用了多久？")
+    assert not answer.refused and "2.5天" in answer.text
+
+
 def test_every_number_in_every_dev_answer_is_in_a_cited_passage(assistant):
     for item in load_eval_set(DEV_SET):
         a = assistant.ask(item.question)
@@ -154,3 +166,37 @@ def test_people_are_counted_with_any_measure_word():
     assert not figure_with("人", "每千人拥有床位数提高。")
     assert not lost_figure("人", "全年培训1.4万名师生。")
     assert lost_figure("人", "全年培训万名师生。")
+
+
+def test_only_organisations_and_kinds_of_body_the_reports_never_name_make_a_question_unanswerable():
+    from qa_app.index.query import Query
+    from qa_app.question import analyse
+
+    corpus = "与北师大合作成立北师大二附中海淀学校。现有国家高新技术企业10604家。三家医院扩建工程竣工。"
+
+    def named(question):
+        return [g.alternatives[0] for g in analyse(Query.parse(question), lambda t: None, lambda t: t in corpus).groups if g.entity]
+
+    assert named("海淀和北京师范大学合作办了哪所学校？") == []  # known by its short name, 北师大
+    assert named("海淀有多少家国家级高新科技公司？") == []  # a rewording of words the reports use
+    assert named("海淀区有多少家三甲医院？") == ["三甲"]  # a kind of hospital they never name
+    assert named("海淀和复旦大学合作办了哪所学校？") == ["复旦大学"]
+
+
+def test_a_sentence_that_leans_on_the_one_before_is_quoted_with_it():
+    from qa_app.config import settings_with
+    from qa_app.index.query import Query
+    from qa_app.llm.extractive import ExtractiveGenerator
+    from qa_app.models import Chunk, DocumentInfo, Passage
+    from qa_app.question import analyse
+
+    text = ("宋建成是图书馆学者，生于台湾嘉义。他是国家图书馆首位副馆长，同时是改名后首位代理馆长。"
+            "他曾任教于多所大学。")
+    passage = Passage(Chunk("c1", "d.txt", 0, text, text, "生平", 0, len(text)), DocumentInfo("d.txt", "宋建成"), 1.0)
+    for model in ("builtin", "off"):
+        generator = ExtractiveGenerator(settings_with(sentence_model=model))
+        q = analyse(Query.parse("国家图书馆首位副馆长是谁？"), lambda t: None, lambda t: t in text)
+        answer = generator.generate(q, [passage])
+        # "他是…副馆长" names no one: the sentence before it, which does, is quoted with it.
+        assert not answer.refused and "宋建成" in answer.text and "首位副馆长" in answer.text
+        assert answer.citations[0].quote in text and "宋建成" in answer.citations[0].quote

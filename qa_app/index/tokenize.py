@@ -49,6 +49,12 @@ def words(text: str) -> list[str]:
     return out
 
 
+def segments(text: str) -> list[str]:
+    """Every jieba word of normalised, lower-cased text, punctuation and stopwords included
+    (for reading a clause's grammar rather than matching terms)."""
+    return [w for w in _tokenizer(active().userdicts).lcut(normalize(text).lower()) if w.strip()]
+
+
 def bigrams(text: str) -> list[str]:
     out = []
     for run in _CJK_RUN.findall(normalize(text)):

@@ -22,11 +22,12 @@ from typing import Iterator
 
 from qa_app.grounding import INSTRUCTION_RE, order_sentences
 from qa_app.index.sentences import unit_of, units
+from qa_app.index.tokenize import segments
 from qa_app.llm import sentence_model
 from qa_app.models import Answer, Citation, Passage
 from qa_app.prompts import load_prompt
 from qa_app.question import QuestionAnalysis, TermGroup, char_bigrams, longest_shared, shared_edge
-from qa_app.text import normalize, plans_in, year_scope
+from qa_app.text import normalize, plans_in, speaks_of_span, year_scope
 
 _SENT_SPLIT = re.compile(r"(?<=[。！？；!?;])|\n")
 _LIST_SENT_SPLIT = re.compile(r"(?<=[。！？!?])|\n")
@@ -60,6 +61,14 @@ _FIG_CLAUSE_SPLIT = re.compile(r"(?<=[，,：:；;、])")
 # quoted as they are, they would point the reader at a passage that was never given. Prompt
 # fence tags (</资料>) in a document are noise of the same kind.
 _DOC_MARKER = re.compile(r"[\[［]\s*\d{1,3}\s*[\]］]|<\s*/?\s*(?:资料|问题|对话历史|后续问题)[^<>]*>")
+
+
+# A sentence that opens with a pronoun leans on the one before it.
+_ANAPHOR = re.compile(r"^(?:他|她|它|其(?![他它次实])|该|此(?!外)|这|那(?!么)|上述|前者|后者)")
+# Restating the question (this share of its character pairs are the question's) is not answering it.
+_ECHO = 0.8
+_WHY = re.compile(r"为什么|为何|什么原因|\bwhy\b", re.I)
+_CAUSE_NEXT = re.compile(r"^(?:因为|由于|这是因为|原因是|究其原因)")
 
 
 def statements(text: str, splitter: re.Pattern) -> list[str]:
@@ -112,6 +121,8 @@ class Candidate:
     shared: float = 0.0  # the longest run of the question's characters it repeats (share of 8)
     wh_left: float = 0.0  # how much of the words before the question word it repeats (share)
     wh_right: float = 0.0  # … and of the words after it
+    span: bool = False  # speaks of several years at once (年均, 十四五, 2020→2025), not of one
+    echo: float = 0.0  # share of its own character pairs found in the question: 1.0 only restates it
     rule_ok: bool = False  # the fixed thresholds (``supported``) let it answer
     prob: float | None = None  # the sentence model's probability that this is the sentence that answers
 
@@ -126,6 +137,11 @@ def _similarity(p: Passage, norm: str) -> float | None:
         return hit
     found = [p.sentence_sims[u] for u in units(norm) if u in p.sentence_sims]
     return max(found) if found else None
+
+
+def _echo(q: QuestionAnalysis, norm: str) -> float:
+    pairs = char_bigrams(norm)
+    return len(pairs & q.bigrams) / len(pairs) if pairs else 0.0
 
 
 def _covers(group: TermGroup, text: str) -> bool:
@@ -152,7 +168,20 @@ def figure_with(measure: str, text: str) -> bool:
 
 
 _GAP_UNITS = r"(?:元|美元|件|人次|家|项|平方米|平方公里|公顷|亩|吨|辆|张|套|户|处|所|座|%)"
-_NUMERAL_BEFORE = r"(?<![\d一二三四五六七八九十两百千万亿.])"
+_NUMBER_END = re.compile(r"[\d一二三四五六七八九十两百千万亿.]$")
+# Words after which a unit is no gap: "每家", "各项", "的人", "个人" count nothing.
+_NO_GAP_BEFORE = frozenset("的 之 个 每 各 首 该 本 此 这 那 某 多 几 其 全 整 逐".split())
+
+
+def _unit_gap(units: str, clause: str) -> bool:
+    """A unit standing as a word of its own where its number should be ("完成|亿元", "达|万公顷",
+    "签约|万人"). Read by words, so that "全国首家" or "项目" (one word each) is never a gap."""
+    unit = re.compile(rf"(?:万亿|亿|万|千)?{units}")
+    toks = segments(clause)
+    for prev, tok in zip([""] + toks, toks):
+        if unit.fullmatch(tok) and not _NUMBER_END.search(prev) and prev not in _NO_GAP_BEFORE:
+            return True
+    return False
 
 
 def lost_figure(measure: str, clause: str, focus: tuple[str, ...] = ()) -> bool:
@@ -172,7 +201,7 @@ def lost_figure(measure: str, clause: str, focus: tuple[str, ...] = ()) -> bool:
     if _ANY_DIGIT.search(clause) or figure_with(measure, clause):
         return False
     units = _measure_re(measure) if measure and measure != "%" else _GAP_UNITS
-    if re.search(_NUMERAL_BEFORE + r"(?:万亿|亿|万|千)?" + units, clause):
+    if _unit_gap(units, clause):
         return True
     return bool(
         re.search(r"(?:完成|实现|达到|达|为|是|增长|增加|下降|降低|约|预计|控制在|占全市|占全国)(?:[,，。;；、]|以内|以下|以上|左右|$)", clause)
@@ -275,6 +304,8 @@ class ExtractiveGenerator:
                     shared=min(8, max((longest_shared(part, norm) for part in q.content.split()), default=0)) / 8,
                     wh_left=shared_edge(wh_left, norm, True) / len(wh_left) if wh_left else 0.0,
                     wh_right=shared_edge(wh_right, norm, False) / len(wh_right) if wh_right else 0.0,
+                    span=speaks_of_span(norm),
+                    echo=_echo(q, norm),
                 ))
         self._add_meaning(out)
         for c in out:
@@ -302,10 +333,9 @@ class ExtractiveGenerator:
                 c.score += bonus
 
     # --- trimming -------------------------------------------------------------------------
-    def _trim(self, q: QuestionAnalysis, cand: Candidate) -> str:
+    def _trim(self, q: QuestionAnalysis, text: str) -> str:
         """Keep the clauses of a long sentence that carry the question's terms and the answer."""
         limit = 260 if q.qtype == "list" else 140
-        text = cand.text
         if len(text) <= limit:
             return text
         clauses = [c for c in _CLAUSE_SPLIT.split(text) if c]
@@ -590,11 +620,16 @@ class ExtractiveGenerator:
                 [(c.passage_index, c.text) for c in chosen])
         parts, citations = [], []
         numbers: dict[int, int] = {}
+        quoted = {(c.passage_index, c.position) for c in chosen}
         for c in chosen:
+            p = passages[c.passage_index]
+            texts = self._with_neighbour(q, c, p, quoted)
             if c.passage_index not in numbers:
                 numbers[c.passage_index] = len(numbers) + 1
-                citations.append(self._cite(numbers[c.passage_index], passages[c.passage_index], c.text))
-            parts.append(f"{unmarked(self._trim(q, c)).rstrip(';；,，:：')}[{numbers[c.passage_index]}]")
+                joined = "".join(texts)
+                citations.append(self._cite(numbers[c.passage_index], p, joined if joined in p.chunk.text else c.text))
+            body = "".join(unmarked(self._trim(q, t)) for t in texts).rstrip(";；,，:：")
+            parts.append(f"{body}[{numbers[c.passage_index]}]")
         lead = self._wording("answer_intro", q) + " " if q.query.latin else ""
         body = "".join(p if p[p.rindex("[") - 1] in "。！？!?…" else p + "。" for p in parts)
         answer.text = lead + body
@@ -613,6 +648,27 @@ class ExtractiveGenerator:
         answer.text = ("According to the reports: " if q.query.latin else "") + unmarked("；".join(items)) + "[1]。"
         answer.citations = [self._cite(1, passages[pi], "".join(sents))]
         return answer
+
+    def _with_neighbour(self, q: QuestionAnalysis, c: Candidate, p: Passage, quoted: set[tuple[int, int]]) -> list[str]:
+        """A chosen sentence with the neighbour it cannot be read without, in passage order: the
+        sentence before when it opens with a pronoun ("他是国家图书馆首位副馆长" names no one);
+        when it only restates the question, the one where the answer is told: before it for a
+        why-question (narration tells the cause first, unless the next sentence opens with
+        因为), after it otherwise."""
+        sents = self._sentences(q, p.chunk.text)
+        i = c.position
+        step = 0
+        if _ANAPHOR.match(c.norm):
+            step = -1
+        elif c.echo >= _ECHO:
+            step = 1
+            if _WHY.search(q.query.norm):
+                follows = sents[i + 1] if i + 1 < len(sents) else ""
+                step = 1 if _CAUSE_NEXT.match(normalize(follows)) else -1
+        j = i + step
+        if not step or not 0 <= j < len(sents) or (c.passage_index, j) in quoted or sents[i] != c.text:
+            return [c.text]
+        return [sents[j], c.text] if step < 0 else [c.text, sents[j]]
 
     def _cite(self, n: int, p: Passage, quote: str) -> Citation:
         return Citation(n, p.chunk.chunk_id, p.doc.doc_id, p.doc.title, p.doc.date, p.chunk.section, quote, p.doc.scope.place)

@@ -53,6 +53,8 @@ class Candidate(Protocol):
     retrieval: float
     sem: float | None
     sem_gap: float
+    span: bool
+    echo: float
 
 BUILTIN = Path(__file__).resolve().parent.parent / "resources" / "sentence_model.json"
 
@@ -60,7 +62,8 @@ LEXICAL = (
     "lexical", "cov_sentence", "lexical_gap", "lexical_top", "typed_hit", "typed_miss", "passage_rank",
     "first_passage", "position", "first_sentence", "length", "sets_goal", "goal_asked", "subject_ok",
     "retrieval", "bigram", "bigram_gap", "rule_score", "rule_gap", "rule_ok", "rule_top",
-    "shared", "shared_top", "wh_left", "wh_right", "wh_both", "goal_unasked",
+    "shared", "shared_top", "wh_left", "wh_right", "wh_both", "goal_unasked", "span_unasked", "span_asked",
+    "echo",
 )
 SEMANTIC = ("sem", "sem_gap", "sem_top", "sem_rank")
 DECISION = (
@@ -112,6 +115,10 @@ def features(q: "QuestionAnalysis", cands: Sequence[Candidate], semantic: bool) 
             c.wh_right,
             c.wh_left * c.wh_right,
             1.0 if c.sets_goal and q.stance != "target" else 0.0,  # results come first unless plans are asked
+            # One year asked, and the sentence gives a figure over several (年均 over 十四五): another answer.
+            1.0 if c.span and q.years and not q.asks_span else 0.0,
+            1.0 if c.span and q.asks_span else 0.0,
+            c.echo,  # a sentence that only restates the question does not answer it
         ]
         if semantic:
             sem = c.sem if c.sem is not None else (sems[-1] if sems else 0.0)
