@@ -9,7 +9,7 @@ import difflib
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -92,7 +92,10 @@ class Settings(BaseSettings):
     # Retrieval
     top_k: int = 5
     candidates: int = 40
-    fusion: str = "score"  # "score" (weighted normalised scores) or "rrf" (reciprocal rank fusion)
+    # "model": the three rankings, the asked year and the named report weighed by a model fitted
+    # on data (qa_app/index/fusion.py, bench/fit_retrieval.py); "score" (weighted normalised
+    # scores with the weights and boosts below) or "rrf" (reciprocal rank fusion) by hand.
+    fusion: Literal["model", "score", "rrf"] = "model"
     rrf_k: int = 60
     bm25_weight: float = 1.0
     dense_weight: float = 0.2

@@ -39,3 +39,65 @@ def test_langchain_retriever(assistant):
     assert len(docs) == 3
     assert any("4.1%" in d.page_content for d in docs)
     assert all(d.metadata["doc"] and d.metadata["title"] for d in docs)
+
+
+def test_the_shipped_fusion_model_loads_and_a_misfit_one_is_refused_clearly(tmp_path):
+    import json
+
+    import pytest
+
+    from qa_app.config import Settings
+    from qa_app.index import fusion
+
+    model = fusion.load()
+    assert model.names == fusion.FEATURES and any(abs(w) > 0.05 for w in model.coef)
+    assert "tune halves" in json.loads(fusion.BUILTIN.read_text(encoding="utf-8"))["fitted_on"]
+    with pytest.raises(fusion.FusionModelError, match="无法读取"):
+        fusion.load(tmp_path / "missing.json")
+    d = json.loads(fusion.BUILTIN.read_text(encoding="utf-8"))
+    d["ranker"]["names"] = d["ranker"]["names"][:-1]
+    (tmp_path / "old.json").write_text(json.dumps(d), encoding="utf-8")
+    with pytest.raises(fusion.FusionModelError, match="fit_retrieval"):
+        fusion.load(tmp_path / "old.json")
+    with pytest.raises(ValueError):
+        Settings(fusion="bogus")
+
+
+def test_fitted_fusion_and_hand_weights_both_find_the_dev_evidence(seeds_index):
+    """The fitted fusion scores passages as probabilities, and the hand-weighted fusion stays available."""
+    from qa_app.index.hybrid import HybridSearcher
+
+    items = [i for i in load_eval_set(DEV_SET) if i.evidence and i.category not in NO_ANSWER_CATEGORIES]
+    for fusion in ("model", "score"):
+        searcher = HybridSearcher(seeds_index)
+        searcher.settings = seeds_index.settings.model_copy(update={"fusion": fusion})
+        found = [searcher.search(i.question, 5) for i in items]
+        recall5 = sum(1 for i, ps in zip(items, found) if hit_rank(i, [(p.doc.doc_id, p.chunk.text) for p in ps])) / len(items)
+        assert recall5 >= 0.9, (fusion, recall5)
+        if fusion == "model":
+            assert all(0 < p.score <= 1 for ps in found for p in ps)
+            assert all(ps[0].score >= ps[-1].score for ps in found if ps)
+
+
+def test_fit_retrieval_dumps_and_fits(seeds_index, tmp_path, monkeypatch):
+    import json
+    import sys
+
+    from qa_app.index import fusion
+
+    from .conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import fit_retrieval
+
+    small = tmp_path / "small.jsonl"
+    small.write_text("\n".join(DEV_SET.read_text(encoding="utf-8").splitlines()[:30]) + "\n", encoding="utf-8")
+    dump = tmp_path / "ret.jsonl"
+    monkeypatch.setattr(sys, "argv", ["fit_retrieval", "dump", "--eval", f"{small}:{seeds_index.data_dir}", "--out", str(dump)])
+    fit_retrieval.main()
+    records = [json.loads(line) for line in dump.read_text(encoding="utf-8").splitlines()]
+    assert records and all(len(r["rows"]) == len(r["labels"]) and len(r["rows"][0]) == len(fusion.FEATURES) for r in records)
+    assert sum(any(r["labels"]) for r in records) >= 0.9 * len(records)
+    model = fit_retrieval.fit_ranker(records + [{**r, "half": "tune"} for r in records], 0.01)
+    assert model.names == fusion.FEATURES
+    assert "recall@1" in fit_retrieval.report(records, model)

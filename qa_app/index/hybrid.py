@@ -14,6 +14,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
+from qa_app.index import fusion
 from qa_app.index.query import Query
 from qa_app.index.sentences import units
 from qa_app.index.scope import QuestionScope, docs_for_place
@@ -88,31 +89,26 @@ class HybridSearcher:
         query = question if isinstance(question, Query) else Query.parse(question)
         k = k or s.top_k
         snap = snap or self.index.snapshot()  # one consistent view for the whole search
-        allowed = (filters or Filters()).resolve(snap)
-        scope = scope if scope is not None else resolve_scope(query.norm, list(snap.docs.values()))
-        if scope.allowed is not None:
-            allowed = set(scope.allowed) if allowed is None else allowed & scope.allowed
+        allowed = self.allowed(query, snap, filters, scope)
         if allowed is not None and not allowed:
             return []
-        lexical = snap.bm25.search(query.bm25_tokens(), s.candidates, snap.allowed_mask(allowed))
+        learned = s.fusion == "model"
         dense_weight = s.dense_weight_latin if query.latin else s.dense_weight
-        qv = self.index.question_vector(query) if dense_weight > 0 and snap.chunks else None
-        dense = self.index.dense_search(query.dense_text, s.candidates, allowed, snap, qv) if qv is not None else []
-        sentences: list[tuple[str, float]] = []
-        if qv is not None and s.sentence_weight > 0:
-            # A third ranking: chunks by their single closest sentence (a paraphrase of one fact
-            # in a long chunk is lost in the chunk's mean vector).
-            chunk_ok = None if allowed is None else {c for c, ch in snap.chunks.items() if ch.doc_id in allowed}
-            sentences = self.index.sentence_vectors(snap).best_chunks(qv, s.candidates, chunk_ok)
-        if s.fusion == "rrf":
-            fused = rrf([([c for c, _ in lexical], s.bm25_weight), ([c for c, _ in dense], dense_weight),
-                         ([c for c, _ in sentences], s.sentence_weight)], s.rrf_k)
+        lexical, dense, sentences, qv = self.channels(query, allowed, snap, learned or dense_weight > 0,
+                                                      learned or s.sentence_weight > 0)
+        if learned:
+            # The fitted model weighs the channels, the asked year and the named report itself.
+            fused = fusion.fuse(fusion.load(), *fusion.feature_rows(lexical, dense, sentences, snap, query, s.candidates))
         else:
-            fused = score_fusion([(lexical, s.bm25_weight), (dense, dense_weight), (sentences, s.sentence_weight)])
-        if query.years and s.year_boost:
-            self._boost_years(snap, fused, query.years)
-        if s.title_boost:
-            self._boost_titles(snap, fused, query)
+            if s.fusion == "rrf":
+                fused = rrf([([c for c, _ in lexical], s.bm25_weight), ([c for c, _ in dense], dense_weight),
+                             ([c for c, _ in sentences], s.sentence_weight)], s.rrf_k)
+            else:
+                fused = score_fusion([(lexical, s.bm25_weight), (dense, dense_weight), (sentences, s.sentence_weight)])
+            if query.years and s.year_boost:
+                self._boost_years(snap, fused, query.years)
+            if s.title_boost:
+                self._boost_titles(snap, fused, query)
         lex_scores, dense_scores, sentence_scores = dict(lexical), dict(dense), dict(sentences)
         ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         passages = []
@@ -128,6 +124,31 @@ class HybridSearcher:
         if passages and qv is not None:
             self._sentence_sims(passages, qv, snap)
         return passages
+
+    def allowed(self, query: Query, snap: Snapshot, filters: Filters | None = None,
+                scope: QuestionScope | None = None) -> set[str] | None:
+        """The documents the filters and the question's scope (resolved here unless given) allow (None: all)."""
+        allowed = (filters or Filters()).resolve(snap)
+        scope = scope if scope is not None else resolve_scope(query.norm, list(snap.docs.values()))
+        if scope.allowed is not None:
+            allowed = set(scope.allowed) if allowed is None else allowed & scope.allowed
+        return allowed
+
+    def channels(self, query: Query, allowed: set[str] | None, snap: Snapshot, dense: bool = True, sentences: bool = True):
+        """The three rankings of the allowed chunks, ``candidates`` deep: BM25, the chunk vectors
+        (when ``dense``), the chunks' closest sentences (when ``sentences``); and the question's
+        vector (None without the dense side)."""
+        n = self.settings.candidates
+        lexical = snap.bm25.search(query.bm25_tokens(), n, snap.allowed_mask(allowed))
+        qv = self.index.question_vector(query) if dense and snap.chunks else None
+        by_chunk = self.index.dense_search(query.dense_text, n, allowed, snap, qv) if qv is not None else []
+        by_sentence: list[tuple[str, float]] = []
+        if qv is not None and sentences:
+            # Chunks by their single closest sentence: a paraphrase of one fact in a long chunk
+            # is lost in the chunk's mean vector.
+            chunk_ok = None if allowed is None else {c for c, ch in snap.chunks.items() if ch.doc_id in allowed}
+            by_sentence = self.index.sentence_vectors(snap).best_chunks(qv, n, chunk_ok)
+        return lexical, by_chunk, by_sentence, qv
 
     def _sentence_sims(self, passages: list[Passage], qv, snap: Snapshot) -> None:
         """How close each sentence of the passages is to the question, for choosing the one that answers."""

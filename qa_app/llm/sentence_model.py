@@ -29,6 +29,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, Sequence
 
+from qa_app.linear import Linear, softmax
+
 if TYPE_CHECKING:  # pragma: no cover
     from qa_app.question import QuestionAnalysis
 
@@ -128,15 +130,6 @@ def features(q: "QuestionAnalysis", cands: Sequence[Candidate], semantic: bool) 
     return rows
 
 
-def softmax(scores: Sequence[float]) -> list[float]:
-    if not scores:
-        return []
-    top = max(scores)
-    exps = [math.exp(s - top) for s in scores]
-    total = sum(exps)
-    return [e / total for e in exps]
-
-
 def decision_row(q: "QuestionAnalysis", cands: Sequence[Candidate], probs: Sequence[float], semantic: bool) -> list[float]:
     """The decider's evidence (``DECISION``) about the most probable candidate (its meaning
     features only for the semantic kind: the lexical one never sees sentence vectors)."""
@@ -164,32 +157,6 @@ def decision_row(q: "QuestionAnalysis", cands: Sequence[Candidate], probs: Seque
         top.retrieval,
         1.0 if any(c.rule_ok for c in cands) else 0.0,
     ]
-
-
-@dataclass(frozen=True)
-class Linear:
-    """A linear score over standardised features: ``intercept + Σ coef·(x − mean)/scale``."""
-
-    names: tuple[str, ...]
-    mean: tuple[float, ...]
-    scale: tuple[float, ...]
-    coef: tuple[float, ...]
-    intercept: float = 0.0
-
-    def score(self, row: Sequence[float]) -> float:
-        return self.intercept + sum(w * (x - m) / s for w, x, m, s in zip(self.coef, row, self.mean, self.scale))
-
-    def probability(self, row: Sequence[float]) -> float:
-        z = self.score(row)
-        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Linear":
-        return cls(tuple(d["names"]), tuple(d["mean"]), tuple(d["scale"]), tuple(d["coef"]), float(d.get("intercept", 0.0)))
-
-    def to_dict(self) -> dict:
-        return {"names": list(self.names), "mean": list(self.mean), "scale": list(self.scale),
-                "coef": list(self.coef), "intercept": self.intercept}
 
 
 @dataclass(frozen=True)
