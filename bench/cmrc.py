@@ -123,7 +123,7 @@ def open_mode(args, dataset: cmrc.Dataset, scorer: cmrc.Scorer, report: dict[str
           f"({s['answer_in_no_chunk']} questions have no chunk holding their answer whole)\n")
     print(table(
         ["retrieval", "recall@1", "recall@5", "recall@10", "MRR@10"],
-        [[f"hybrid ({settings.fusion}: BM25 {settings.bm25_weight} + dense {settings.dense_weight})",
+        [[(f"hybrid ({settings.fusion}: BM25 {settings.bm25_weight} + dense {settings.dense_weight})" if settings.fusion != "model" else "hybrid (fitted fusion)"),
           f"{s['recall@1']:.3f}", f"{s['recall@5']:.3f}", f"{s['recall@10']:.3f}", f"{s['mrr']:.3f}"]],
     ))
     print()

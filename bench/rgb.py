@@ -163,7 +163,7 @@ def open_mode(args, report: dict[str, Any]) -> None:
           "(answer-string hit = a retrieved passage containing every required answer string)\n")
     print(table(
         ["retrieval", "recall@1", "recall@5", "recall@10", "MRR@10", "recall@5 (answer-string hit)", "accuracy (%)", "refused (%)", "p50 ms"],
-        [[f"hybrid ({settings.fusion}: BM25 {settings.bm25_weight} + dense {settings.dense_weight})", f"{pos['recall@1']:.3f}", f"{pos['recall@5']:.3f}", f"{pos['recall@10']:.3f}", f"{pos['mrr']:.3f}",
+        [[(f"hybrid ({settings.fusion}: BM25 {settings.bm25_weight} + dense {settings.dense_weight})" if settings.fusion != "model" else "hybrid (fitted fusion)"), f"{pos['recall@1']:.3f}", f"{pos['recall@5']:.3f}", f"{pos['recall@10']:.3f}", f"{pos['mrr']:.3f}",
           f"{ans['recall@5']:.3f}", pct(s["accuracy"]), pct(s["rejection"]), f"{s['ms_p50']:.0f}"]],
     ))
     report["open"] = {**s, "pool_passages": len(index), "pool_added": added, "pool_build_s": round(build_s, 1), "run_s": round(run_s, 1)}

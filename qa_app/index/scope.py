@@ -121,7 +121,8 @@ def split_compared(text: str, docs: list[DocumentInfo]) -> list[tuple[str, str]]
     by_place = _split(text, [(o, w) for o, w, _ in named_places(text, docs)])
     if len(by_place) > 1:
         return by_place
-    years = [(m.start(), m.group()) for m in re.finditer(r"(?<!\d)(?:19|20)\d{2}年", text)]
+    # A year with the part of it meant ("2019年底和2021年"): the part stays with its year.
+    years = [(m.start(), m.group()) for m in re.finditer(r"(?<!\d)(?:19|20)\d{2}年(?:底|末|初|上半年|下半年|全年)?", text)]
     return _split(text, years)
 
 
