@@ -54,7 +54,7 @@ def main() -> None:
                 m = searcher_metrics(HybridSearcher(index), items)
                 rows.append({"model": model, "retrieval": name, "ingest_s": round(ingest_s, 1), **{k: round(v, 3) for k, v in m.items()}})
             index.close()
-    print(f"| model | retrieval | recall@1 | recall@5 | MRR | seeds ingest (s) |\n|---|---|---|---|---|---|")
+    print("| model | retrieval | recall@1 | recall@5 | MRR | seeds ingest (s) |\n|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['retrieval']} | {r['recall@1']:.3f} | {r['recall@5']:.3f} | {r['mrr']:.3f} | {r['ingest_s']} |")
     if args.json:

@@ -400,9 +400,31 @@ def serve(
     uvicorn.run(app_, host=settings.host, port=settings.port, log_level="warning")
 
 
-from qa_app.doctor import doctor_command  # noqa: E402  (it needs _settings defined above)
+@app.command("doctor")
+def doctor_command(
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Index folder (default: $QA_DATA_DIR or ./qa_data)."),
+    repair: bool = typer.Option(False, "--repair", help="Fix what was found: delete orphan vectors, restore missing "
+                                "ones, rebuild BM25 token lists, re-ingest changed files. Waits for a running ingest."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+):
+    """Check that the index is whole: catalog, Chroma vectors, BM25 and source files agree.
 
-app.command("doctor")(doctor_command)
+    Reports drift left by a crash or a hand edit (vectors without catalog chunks and the reverse,
+    BM25 rows that differ from the catalog, documents whose file changed or vanished, a lock or a
+    write left by a killed ingest). Exits with 1 when drift is found and not repaired; `--repair`
+    fixes it without losing indexed documents.
+    """
+    import json
+
+    from qa_app.doctor import run_doctor
+
+    report = run_doctor(_settings(data_dir), repair=repair)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        typer.echo(report.text())
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover

@@ -18,12 +18,9 @@ document whose file is gone stays indexed (it is reported; ``qa-app delete`` rem
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
-
-import typer
 
 from qa_app.index.bm25 import BM25Index
 from qa_app.index.lock import describe_holder, pid_alive
@@ -228,30 +225,3 @@ def run_doctor(settings, repair: bool, *, index: Optional[Index] = None) -> Doct
     report.remaining = _examine(index)
     report.documents, report.chunks = len(index.catalog.documents()), index.catalog.count_chunks()
     return report
-
-
-DataDir = typer.Option(None, "--data-dir", help="Index folder (default: $QA_DATA_DIR or ./qa_data).")
-
-
-def doctor_command(
-    data_dir: Optional[Path] = DataDir,
-    repair: bool = typer.Option(False, "--repair", help="Fix what was found: delete orphan vectors, restore missing "
-                                "ones, rebuild BM25 token lists, re-ingest changed files. Waits for a running ingest."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-):
-    """Check that the index is whole: catalog, Chroma vectors, BM25 and source files agree.
-
-    Reports drift left by a crash or a hand edit (vectors without catalog chunks and the reverse,
-    BM25 rows that differ from the catalog, documents whose file changed or vanished, a lock or a
-    write left by a killed ingest). Exits with 1 when drift is found and not repaired; `--repair`
-    fixes it without losing indexed documents.
-    """
-    from qa_app.cli import _settings
-
-    report = run_doctor(_settings(data_dir), repair=repair)
-    if as_json:
-        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
-    else:
-        typer.echo(report.text())
-    if not report.ok:
-        raise typer.Exit(1)

@@ -16,7 +16,7 @@ import csv
 import importlib.util
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Literal
 
@@ -38,6 +38,22 @@ ABBREVIATIONS = {
     "黔": "520000", "贵": "520000", "滇": "530000", "云": "530000", "陕": "610000", "秦": "610000",
     "甘": "620000", "陇": "620000", "青": "630000", "台": "710000",
 }
+
+
+# Where a province's English name is not its pinyin (Shaanxi is 陕西's official spelling, kept
+# apart from 山西's Shanxi). Every other place is matched by the pinyin of its short name.
+ENGLISH_NAMES = {
+    "inner mongolia": "150000", "tibet": "540000", "shaanxi": "610000", "hong kong": "810000",
+    "macau": "820000", "macao": "820000",
+}
+_LATIN_WORD = re.compile(r"[A-Za-z]+")
+
+
+def romanised(name: str) -> str:
+    """A Chinese name as it is written in English: toneless pinyin, run together (海淀 → haidian)."""
+    from pypinyin import lazy_pinyin
+
+    return "".join(lazy_pinyin(name)).lower()
 
 
 @dataclass(frozen=True)
@@ -127,6 +143,40 @@ class Gazetteer:
     def get(self, code: str) -> Place | None:
         return self.by_code.get(code)
 
+    @cached_property
+    def latin(self) -> dict[str, list[Place]]:
+        """Places by their English spelling: the pinyin of their short name (anhui, shanghai,
+        haidian), and the English names of ``ENGLISH_NAMES``."""
+        out: dict[str, list[Place]] = {}
+        for place in self.by_code.values():
+            if place.level != "country":
+                key = "shaanxi" if place.code == "610000" else romanised(place.short)
+                out.setdefault(key, []).append(place)
+        for name, code in ENGLISH_NAMES.items():
+            if code in self.by_code and self.by_code[code] not in out.get(name, []):
+                out.setdefault(name, []).insert(0, self.by_code[code])
+        return out
+
+    def _find_latin(self, text: str, short_districts: Callable[[Place], bool]) -> list[tuple[int, str, list[Place]]]:
+        """English spellings in ``text``: a word, or two for the names of two ("Inner Mongolia")."""
+        words = [(m.start(), m.group()) for m in _LATIN_WORD.finditer(text)]
+        out: list[tuple[int, str, list[Place]]] = []
+        i = 0
+        while i < len(words):
+            for size in (2, 1):
+                if i + size > len(words):
+                    continue
+                start, end = words[i][0], words[i + size - 1][0] + len(words[i + size - 1][1])
+                key = " ".join(w for _, w in words[i : i + size]).lower()
+                cands = [p for p in self.latin.get(key, ()) if p.level != "district" or short_districts(p)]
+                if cands:
+                    out.append((start, text[start:end], cands))
+                    i += size
+                    break
+            else:
+                i += 1
+        return out
+
     def lineage(self, place: Place) -> list[Place]:
         """The place and its ancestors, itself first (海淀区, 北京市, 中国)."""
         out = [place]
@@ -174,6 +224,8 @@ class Gazetteer:
                     break
             else:
                 i += 1
+        if _LATIN_WORD.search(text):
+            out = sorted(out + self._find_latin(text, short_districts), key=lambda hit: hit[0])
         return out
 
 

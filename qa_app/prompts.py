@@ -1,16 +1,15 @@
-"""Prompt and wording templates, kept as files in ``prompts/`` and loaded by name.
+"""Prompt and wording templates, kept as files and loaded by name.
 
-A user can point ``QA_PROMPTS_DIR`` at a folder of their own; names missing there fall
-back to the packaged defaults.
+The defaults are package data (``qa_app/resources/prompts/``), so an installed wheel has them.
+``QA_PROMPTS_DIR`` (default: the checkout's ``prompts/``) is the override: a file there replaces
+the packaged one of the same name; names missing there fall back to the packaged defaults.
 """
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
 
-from qa_app.config import PROJECT_DIR
-
-DEFAULT_DIR = PROJECT_DIR / "prompts"
+DEFAULT_DIR = Path(__file__).resolve().parent / "resources" / "prompts"
 
 
 class PromptNotFound(FileNotFoundError):

@@ -92,6 +92,14 @@ def test_question_scope_restricts_refuses_and_resolves_relative_years():
     for question in ("浙江省2026年GDP增长目标是多少？", "深圳2025年GDP", "朝阳区2023年地区生产总值"):
         assert resolve(question, only_scoped).out_of_scope, question
     assert not resolve("海淀区引进了多少家上海企业", only_scoped).out_of_scope
+    # English questions name places as English writes them (pinyin, or the English name).
+    assert resolve("What was Anhui's GDP growth in 2025?", docs).allowed == {"anhui.txt", "news.txt"}
+    assert resolve("What did Haidian plan for 2025?", docs).allowed == {"haidian.txt", "news.txt"}
+    for question in ("How much did Shanghai's GDP grow in 2025?", "What is Inner Mongolia's growth target?"):
+        assert resolve(question, only_scoped).out_of_scope, question
+    names = [p.name for _, _, ps in gazetteer().find("Shaanxi, Shanxi and Tibet") for p in ps[:1]]
+    assert names == ["陕西省", "山西省", "西藏自治区"]
+    assert not gazetteer().find("What is the plan for the city in this report?")
     anchor = resolve("安徽去年GDP增长多少", only_scoped).anchor_year
     assert with_explicit_years("安徽去年GDP增长多少", anchor) == "安徽2025年GDP增长多少"
 
@@ -143,6 +151,8 @@ def test_answers_stay_in_the_province_asked_about(provinces_assistant):
     assert "安徽省" in places and "河南省" in places
     a = provinces_assistant.ask("浙江省2026年地区生产总值增长目标是多少？")
     assert a.refused and "浙江省" in a.text and "安徽省" in a.text
+    a = provinces_assistant.ask("What was Anhui's GDP growth in 2025?")
+    assert not a.refused and {c.place for c in a.citations} == {"安徽省"}
 
 
 def test_sentence_ranking_finds_a_fact_inside_a_long_chunk(seeds_index):

@@ -74,7 +74,7 @@ def expand_paths(paths: list[Path], skip: tuple[Path, ...] = ()) -> tuple[list[P
         parents = f.resolve().parents
         return not any(parent in skipped or is_pack(parent) for parent in parents)
 
-    for p in paths:
+    for p in map(Path, paths):  # a path given as text works the same
         if p.is_dir():
             files.extend(sorted(f for f in p.rglob("*") if f.is_file() and supported(f) and wanted(f, p)))
         elif p.is_file():

@@ -4,6 +4,8 @@ from __future__ import annotations
 import time
 from typing import Iterator, Protocol
 
+from qa_app.llm.errors import GeneratorError  # noqa: F401  (re-exported: backends and callers import it from here)
+from qa_app.llm.prompting import ThinkFilter, build_condense_messages, build_messages, clean_condensed, to_answer
 from qa_app.models import Answer, Passage
 from qa_app.question import QuestionAnalysis
 
@@ -18,17 +20,6 @@ class Generator(Protocol):
     def stream(self, question: QuestionAnalysis, passages: list[Passage]) -> Iterator[str]:
         """The answer text in pieces, as it is produced."""
         ...
-
-
-class GeneratorError(RuntimeError):
-    """A generator could not produce an answer: endpoint unreachable, key refused, timeout,
-    empty or unusable output, model folder missing. The message says which, in plain words.
-    ``unavailable`` is true when the model cannot be used at all right now (unreachable,
-    refused key, timeout, not configured): asking it again within the same question is pointless."""
-
-    def __init__(self, message: str, unavailable: bool = False):
-        super().__init__(message)
-        self.unavailable = unavailable
 
 
 class ChatGenerator:
@@ -55,7 +46,6 @@ class ChatGenerator:
     # --- shared ------------------------------------------------------------------------------
     def prepare(self, question: QuestionAnalysis, passages: list[Passage]) -> tuple[list[dict], list[Passage]]:
         """The chat messages, and the passages they number (a backend with a short context may give fewer)."""
-        from qa_app.llm.prompting import build_messages
 
         passages = passages[: self.settings.answer_passages]
         return build_messages(question.query.text, passages, self.settings.prompts_dir, latin=question.query.latin), passages
@@ -73,7 +63,6 @@ class ChatGenerator:
 
     def stream_messages(self, messages: list[dict]) -> Iterator[str]:
         """The visible answer text in pieces (reasoning blocks removed)."""
-        from qa_app.llm.prompting import ThinkFilter
 
         think = ThinkFilter()
         for piece in self.chat_stream(messages):
@@ -86,13 +75,11 @@ class ChatGenerator:
 
     def finish(self, question: QuestionAnalysis, passages: list[Passage], text: str) -> Answer:
         """The model's raw text → an ``Answer`` with its [n] markers mapped to ``passages`` (as prepared)."""
-        from qa_app.llm.prompting import to_answer
 
         return to_answer(question.query.text, passages, text, self.name, self.settings.prompts_dir, latin=question.query.latin)
 
     def condense(self, question: str, history: list[str]) -> str:
         """A follow-up ("那2024年呢？") rewritten with the earlier questions into one that stands alone."""
-        from qa_app.llm.prompting import build_condense_messages, clean_condensed
 
         text = self.chat(build_condense_messages(question, history, self.settings.prompts_dir))
         return clean_condensed(text, question, history)

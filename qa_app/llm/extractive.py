@@ -173,6 +173,9 @@ _NUMBER_END = re.compile(r"[\d一二三四五六七八九十两百千万亿.]$")
 _NO_GAP_BEFORE = frozenset("的 之 个 每 各 首 该 本 此 这 那 某 多 几 其 全 整 逐".split())
 
 
+_MANNER_BEFORE = re.compile(r"(?:更多|更快|更好|较快|较大|合理|稳定|持续|快速|平稳|明显|显著|大幅|小幅|逆势|恢复性|同步|相应|正|负)$")
+
+
 def _unit_gap(units: str, clause: str) -> bool:
     """A unit standing as a word of its own where its number should be ("完成|亿元", "达|万公顷",
     "签约|万人"). Read by words, so that "全国首家" or "项目" (one word each) is never a gap."""
@@ -203,8 +206,11 @@ def lost_figure(measure: str, clause: str, focus: tuple[str, ...] = ()) -> bool:
     units = _measure_re(measure) if measure and measure != "%" else _GAP_UNITS
     if _unit_gap(units, clause):
         return True
-    return bool(
-        re.search(r"(?:完成|实现|达到|达|为|是|增长|增加|下降|降低|约|预计|控制在|占全市|占全国)(?:[,，。;；、]|以内|以下|以上|左右|$)", clause)
+    # A verb of amount where the clause ends, the number gone ("失业率为;", "收入增长,"); not one
+    # that a manner word makes a noun of ("实现更多增长", "保持较快增长"), which leaves nothing out.
+    return any(
+        not _MANNER_BEFORE.search(clause[: m.start()])
+        for m in re.finditer(r"(?:完成|实现|达到|达|为|是|增长|增加|下降|降低|约|预计|控制在|占全市|占全国)(?:[,，。;；、]|以内|以下|以上|左右|$)", clause)
     )
 
 

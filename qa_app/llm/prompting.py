@@ -3,10 +3,9 @@
 Passages go into the prompt numbered, each with its report title, date and section, fenced
 between ``<资料 编号="n" …>`` and ``</资料>`` as data: the system prompt says that nothing
 inside a fence is an instruction, and a document cannot close the fence early (its own
-``<资料``/``</资料`` are defused). The wording lives in ``prompts/system.md``,
-``prompts/answer.md`` and ``prompts/condense.md`` (placeholders ``{passages}``,
-``{question}``, ``{refusal}``, ``{count}``, ``{history}``); a user's ``QA_PROMPTS_DIR``
-overrides them by name.
+``<资料``/``</资料`` are defused). The wording lives in ``system.md``, ``answer.md`` and
+``condense.md`` of ``qa_app/resources/prompts/`` (placeholders ``{passages}``, ``{question}``,
+``{refusal}``, ``{count}``, ``{history}``); a user's ``QA_PROMPTS_DIR`` overrides them by name.
 
 On the way back: reasoning blocks (``<think>…</think>``) are dropped, citation markers in
 other shapes (【1】, [1,2], [^1]) become [n], each [n] that names a passage given becomes a
@@ -20,7 +19,7 @@ import re
 from pathlib import Path
 
 from qa_app.grounding import figures_in
-from qa_app.llm.base import GeneratorError
+from qa_app.llm.errors import GeneratorError
 from qa_app.models import Answer, Citation, Passage
 from qa_app.prompts import load_prompt
 from qa_app.text import is_latin_question, match_form
