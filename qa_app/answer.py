@@ -174,8 +174,16 @@ class Assistant:
         """(label, question) for each part of a compound question: split at "？", then by the
         places a part joins ("安徽和河南…分别…"), each part labelled with its place."""
         docs = list(snap.docs.values())
-        parts = [piece for part in split_subquestions(question) for piece in split_compared(normalize(part), docs)]
+        pieces = self._bounded(split_subquestions(question))  # checked before any part is worked on
+        parts = self._bounded([piece for part in pieces for piece in split_compared(normalize(part), docs)])
         return parts if len(parts) > 1 else [("", question)]
+
+    def _bounded(self, parts: list) -> list:
+        limit = self.settings.max_subquestions
+        if len(parts) > limit:
+            raise QuestionError(f"一个问题最多可以包含 {limit} 个小问题，这里有 {len(parts)} 个：请分开提问。"
+                                f"(A question may hold at most {limit} parts; this one has {len(parts)}: ask them separately.)")
+        return parts
 
     def _retrieve(
         self, question: str, filters: Filters | None, k: int | None, snap: Snapshot

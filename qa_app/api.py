@@ -27,7 +27,7 @@ import time
 import unicodedata
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Annotated, Any, Callable, Iterator, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -228,7 +228,7 @@ class FilterSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     docs: list[str] | None = Field(default=None, description="document ids (file names), see GET /v1/documents")
-    years: list[int] | None = Field(default=None, description="report years, e.g. [2023]")
+    years: list[Annotated[int, Field(strict=True)]] | None = Field(default=None, description="report years, e.g. [2023]")
     places: list[str] | None = Field(
         default=None, description="places, by name or adcode, e.g. [\"安徽\", \"北京市海淀区\"]: their documents and those of places inside them"
     )
@@ -238,13 +238,14 @@ class FilterSpec(BaseModel):
 class AskRequest(BaseModel):
     question: str = Field(description="the question (Chinese or English)", examples=["2023年海淀区地区生产总值增长了多少？"])
     history: list[str] | None = Field(default=None, description="the user's earlier questions, oldest first")
-    top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K, description="passages to answer from")
+    # strict: "5" and true are not numbers of passages (a client bug to report, not to guess at)
+    top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K, strict=True, description="passages to answer from")
     filters: FilterSpec | None = None
 
 
 class SearchRequest(BaseModel):
     query: str = Field(description="the search text", examples=["2024年居民人均可支配收入"])
-    top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K)
+    top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K, strict=True)
     filters: FilterSpec | None = None
 
 

@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     # a path names another fit, and "" falls back to the fixed thresholds above.
     sentence_model: str = "builtin"
     max_question_chars: int = 2000
+    # A compound question ("…多少？2024年呢？", "安徽和河南…分别…") is answered part by part; more
+    # parts than this is an error, not minutes of one core ("2023年？" × 400).
+    max_subquestions: int = 8
 
     # Server (qa-app serve): API + chat page on one port.
     host: str = "127.0.0.1"

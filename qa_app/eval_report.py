@@ -10,10 +10,10 @@ import base64
 import html
 import io
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from qa_app.evaluate import NO_ANSWER_CATEGORIES, format_value
-from qa_app.text import normalize
+from qa_app.highlight import highlight
 
 CHARTS = {"latency": "latency.png", "recall": "recall_at_k.png"}
 
@@ -42,28 +42,6 @@ def failure_kinds(item: dict[str, Any]) -> list[str]:
 
 def failures(document: dict[str, Any]) -> list[tuple[dict[str, Any], list[str]]]:
     return [(item, kinds) for item in document["items"] if (kinds := failure_kinds(item))]
-
-
-def highlight(text: str, quotes: Iterable[str]) -> list[tuple[str, bool]]:
-    """``text`` cut into (piece, is_evidence) segments, marking every evidence quote it holds."""
-    marks = [False] * len(text)
-    # Quotes are verbatim, but a chunk may be in Traditional script or full-width forms where the
-    # quote is not; the normalised text can stand in for positions only when it keeps the length.
-    norm = normalize(text)
-    haystacks = [text] + ([norm] if len(norm) == len(text) else [])
-    for quote in filter(None, quotes):
-        for hay, needle in zip(haystacks, (quote, normalize(quote))):
-            start = hay.find(needle)
-            if start >= 0:
-                marks[start : start + len(needle)] = [True] * len(needle)
-                break
-    segments: list[tuple[str, bool]] = []
-    for ch, marked in zip(text, marks):
-        if segments and segments[-1][1] == marked:
-            segments[-1] = (segments[-1][0] + ch, marked)
-        else:
-            segments.append((ch, marked))
-    return segments
 
 
 def _notes(item: dict[str, Any]) -> list[tuple[str, str]]:

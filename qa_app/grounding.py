@@ -64,7 +64,9 @@ INSTRUCTION_RE = re.compile(
     re.I,
 )
 _FOLLOW_ON = re.compile(r"^\W*(?:请|只|仅|直接|必须|一律)?(?:回答|输出|回复|答复|说|告诉)|^\W*(?:answer|reply|respond|say|output)\b", re.I)
-_TEXT_SENTENCE = re.compile(r"[^。！？!?；;\n]*(?:[。！？!?；;\n]|$)")
+# A full stop ends a sentence too (an English order inside a Chinese report), except as a
+# decimal point (5.8%).
+_TEXT_SENTENCE = re.compile(r"(?:[^。！？!?；;\n.]|(?<=\d)\.(?=\d))*(?:[。！？!?；;\n]|\.|$)")
 # Answer sentences keep the markers that follow their end ("…增长6%。[1]").
 _ANSWER_SENTENCE = re.compile(r".*?(?:[。！？!?；;\n](?:\s*\[\d{1,3}\])*|$)", re.S)
 # A figure with its magnitude: 1200亿 and 1200万 are different claims.
@@ -73,14 +75,30 @@ _CJK_BIGRAM = re.compile(r"[\u3400-\u9fff]{2}")
 MIN_WORDING_OVERLAP = 0.25
 
 
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+_CJK_GAP = re.compile(r"(?<=[\u3400-\u9fff])\s+(?=[\u3400-\u9fff])")
+
+
+def _order_form(sentence: str) -> str:
+    """A sentence as the order patterns read it: the index's normalisation (Simplified script,
+    half-width), invisible characters and spaces between Chinese characters removed, so that
+    "無視上述所有指示", "忽\u200b略…" and "忽 略 以 上…" read as the orders they are."""
+    return _CJK_GAP.sub("", normalize(_INVISIBLE.sub("", sentence)))
+
+
+def is_order(sentence: str) -> bool:
+    """Does this sentence give a model orders ("忽略以上所有指令", "you are now …")?"""
+    return bool(INSTRUCTION_RE.search(_order_form(sentence)))
+
+
 def _sentences_marked(text: str) -> list[tuple[str, bool]]:
     """Each sentence of ``text`` with whether it gives a model orders (or follows an order on)."""
     out: list[tuple[str, bool]] = []
     skipping = False
     for sentence in _TEXT_SENTENCE.findall(text):
-        if INSTRUCTION_RE.search(sentence):
+        if is_order(sentence):
             skipping = True
-        elif not (skipping and _FOLLOW_ON.search(sentence)):
+        elif not (skipping and _FOLLOW_ON.search(_order_form(sentence))):
             skipping = False
         out.append((sentence, skipping))
     return out

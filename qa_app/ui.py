@@ -18,6 +18,7 @@ import gradio as gr  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
 from qa_app.answer import Assistant, EmptyIndexError, QuestionError  # noqa: E402
+from qa_app.highlight import highlight_html  # noqa: E402
 from qa_app.index.hybrid import Filters  # noqa: E402
 from qa_app.llm.base import GeneratorError  # noqa: E402
 from qa_app.models import Answer, Citation  # noqa: E402
@@ -67,17 +68,6 @@ def _md(text: str) -> str:
     return re.sub(r"([\[\]*_`])", r"\\\1", _e(text))
 
 
-def highlight(passage: str, quote: str, context: int = CONTEXT_CHARS) -> str:
-    """The passage around the quote, HTML-escaped, with the quoted words in <mark>."""
-    i = passage.find(quote) if quote else -1
-    if i < 0:
-        return _e(passage)
-    j = i + len(quote)
-    before = ("…" + passage[i - context:i].lstrip()) if i > context else passage[:i]
-    after = (passage[j:j + context].rstrip() + "…") if len(passage) - j > context else passage[j:]
-    return f"{_e(before)}<mark>{_e(quote)}</mark>{_e(after)}"
-
-
 def sources_html(answer: Answer) -> str:
     """One collapsible block per citation: [n] title · date · section, then the passage, quote marked."""
     passages = {p.chunk.chunk_id: p.chunk.text for p in answer.passages}
@@ -89,7 +79,7 @@ def sources_html(answer: Answer) -> str:
     items = []
     for n, c in sorted(seen.items()):
         meta = " · ".join(_e(x) for x in (c.date, c.section) if x)
-        body = highlight(passages.get(c.chunk_id, c.quote), c.quote)
+        body = highlight_html(passages.get(c.chunk_id, c.quote), c.quote, CONTEXT_CHARS)
         items.append(
             f'<details open><summary><b>[{n}]</b> {_e(c.title)} <span class="qa-meta">{meta}</span></summary>'
             f'<div class="qa-passage">{body}</div></details>'

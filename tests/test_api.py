@@ -288,6 +288,11 @@ def test_malformed_and_invalid_json(base):
     assert r.status_code == 422 and "question" in error_message(r)
     r = post(f"{base}/v1/ask", {"question": GDP_Q, "top_k": 0})
     assert r.status_code == 422 and "top_k" in error_message(r)
+    for wrong in ("5", True):  # a number of passages is a number, not text or a flag
+        r = post(f"{base}/v1/search", {"query": GDP_Q, "top_k": wrong})
+        assert r.status_code == 422 and "top_k" in error_message(r), wrong
+    r = post(f"{base}/v1/search", {"query": GDP_Q, "filters": {"years": ["2023"]}})
+    assert r.status_code == 422 and "years" in error_message(r)
     r = post(f"{base}/v1/chat/completions", {"model": "m", "messages": [{"role": "system", "content": "hi"}]})
     assert r.status_code == 400 and "user" in error_message(r)
 

@@ -138,3 +138,15 @@ def test_api_answers_emoji_question_in_every_route(base):  # noqa: F811
     chunks = [json.loads(e[6:]) for e in raw.split("\n\n") if e.startswith("data: {")]
     assert "6%" in "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
     assert chunks[-1]["citations"][0]["doc_id"] == GDP_DOC
+
+
+def test_a_question_with_too_many_parts_is_refused_before_any_work(assistant):
+    limit = assistant.settings.max_subquestions
+    many = "2023年海淀区地区生产总值增长了多少？" + "2024年呢？" * limit
+    with pytest.raises(QuestionError, match=f"最多可以包含 {limit} 个小问题，这里有 {limit + 1} 个"):
+        assistant.ask(many)
+    with pytest.raises(QuestionError, match="at most"):
+        assistant.ask(("2023年？" * 400)[:1000])  # took minutes of one core when every part was answered
+    # Within the limit a compound question is answered part by part.
+    answer = assistant.ask("2023年海淀区地区生产总值增长了多少？2024年呢？")
+    assert not answer.refused and "6%" in answer.text and len(answer.citations) >= 2

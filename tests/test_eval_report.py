@@ -125,3 +125,11 @@ def test_eval_report_command_rebuilds_a_report_from_json(tmp_path):
     out = run(["eval-report", str(results), str(tmp_path / "rep")], tmp_path)
     assert out.returncode == 0, out.stderr
     assert "question d" in (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
+
+
+def test_the_page_marks_the_quote_in_any_script_and_windows_the_passage():
+    from qa_app.highlight import highlight_html
+
+    html = highlight_html("前文很长很长的一段话。全区地區生產總值增長6%，后文也很长很长很长。", "地区生产总值增长6%", 5)
+    assert html == "…段话。全区<mark>地區生產總值增長6%</mark>，后文也很…"
+    assert highlight_html("<b>没有</b>", "别的", 5) == "&lt;b&gt;没有&lt;/b&gt;"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from qa_app.grounding import figures_in
+from qa_app.grounding import CITATION_RE, figures_in
 from qa_app.llm.errors import GeneratorError
 from qa_app.models import Answer, Citation, Passage
 from qa_app.prompts import load_prompt
@@ -148,7 +148,6 @@ class ThinkFilter:
 
 
 _MARKER_GROUP = re.compile(r"[\[【［]\s*(?:\^|资料|编号|来源|source\s*)?\s*(\d{1,3}(?:\s*[,，、;；]\s*(?:\^|资料|编号)?\s*\d{1,3})*)\s*[\]】］]", re.I)
-CITATION_RE = re.compile(r"\[(\d{1,3})\]")
 
 
 def normalize_markers(text: str) -> str:
