@@ -108,6 +108,8 @@ def test_compared_places_and_years_become_one_question_each():
     assert split_compared("安徽和河南2025年经济增速分别是多少？", []) == [
         ("安徽", "安徽2025年经济增速分别是多少？"), ("河南", "河南2025年经济增速分别是多少？")]
     assert [label for label, _ in split_compared("2023年和2024年海淀GDP增速分别是多少？", [])] == ["2023年", "2024年"]
+    assert [label for label, _ in split_compared("How many urban jobs did Jiangsu and Shandong each add in 2025?", [])] == [
+        "Jiangsu", "Shandong"]
     assert split_compared("海淀上市公司总数2019年底和2021年分别是多少家？", []) == [
         ("2019年底", "海淀上市公司总数2019年底分别是多少家？"), ("2021年", "海淀上市公司总数2021年分别是多少家？")]
     # Places that share one topic are not a comparison.

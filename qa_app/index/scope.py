@@ -19,14 +19,16 @@ from datetime import date
 
 from qa_app.models import DocumentInfo
 from qa_app.places import Place, gazetteer
+from qa_app.text import is_latin_question
 
 # Not 上年: "比上年增长" compares with the year before the one asked, whatever that is.
 _RELATIVE = {"前年": -2, "去年": -1, "今年": 0, "明年": 1}
 _RELATIVE_RE = re.compile("|".join(_RELATIVE))
 # Places joined in one question ("安徽和河南…分别…", "北京、上海两地…"): each is asked about.
 # Asking for each place, not for what they share ("京津冀三地协同发展…哪一年"): only then split.
-_EACH = re.compile(r"分别|各自|各是|各为|各有|哪个|哪一个|谁|更高|更多|更快|更大|相比|比较|对比|差距|高于|低于|多于|少于")
-_JOINER = r"\s*(?:和|与|及|以及|跟|同|、|,|，|还有|对比|相比|比较|vs\.?|VS)\s*"
+_EACH = re.compile(r"分别|各自|各是|各为|各有|哪个|哪一个|谁|更高|更多|更快|更大|相比|比较|对比|差距|高于|低于|多于|少于"
+                   r"|\b(?:respectively|each|both|which|compared?|versus|higher|faster)\b", re.I)
+_JOINER = r"\s*(?:和|与|及|以及|跟|同|、|,|，|还有|对比|相比|比较|vs\.?|VS|and|or)\s*"
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,9 @@ def split_compared(text: str, docs: list[DocumentInfo]) -> list[tuple[str, str]]
     if len(by_place) > 1:
         return by_place
     # A year with the part of it meant ("2019年底和2021年"): the part stays with its year.
-    years = [(m.start(), m.group()) for m in re.finditer(r"(?<!\d)(?:19|20)\d{2}年(?:底|末|初|上半年|下半年|全年)?", text)]
+    # (English writes a year bare: "in 2023 and 2024 respectively".)
+    year = r"(?<!\d)(?:19|20)\d{2}(?!\d)" if is_latin_question(text) else r"(?<!\d)(?:19|20)\d{2}年(?:底|末|初|上半年|下半年|全年)?"
+    years = [(m.start(), m.group()) for m in re.finditer(year, text)]
     return _split(text, years)
 
 
