@@ -23,6 +23,7 @@ import math
 import re
 import shutil
 import threading
+from contextlib import asynccontextmanager
 import time
 import unicodedata
 import uuid
@@ -332,6 +333,16 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str, list[dic
 
 
 # --- the app ----------------------------------------------------------------------------------
+def _mcp_server(assistant: Assistant):
+    """The assistant's MCP server, or None when the MCP SDK is not installed (an optional extra)."""
+    try:
+        from qa_app.mcp_server import build_server
+
+        return build_server(assistant)
+    except ImportError:
+        return None
+
+
 def create_app(settings: Settings | None = None, assistant: Assistant | None = None, with_ui: bool = True) -> FastAPI:
     if settings is None:
         settings = assistant.settings if assistant is not None else get_settings()
@@ -339,8 +350,18 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
         assistant = Assistant(settings)
     index = assistant.index
     write_lock = threading.Lock()
+    mcp_server = _mcp_server(assistant)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        if mcp_server is None:
+            yield
+            return
+        async with mcp_server.session_manager.run():  # the MCP transport's task group
+            yield
 
     app = FastAPI(
+        lifespan=lifespan,
         title="qa_app API",
         version="1.0",
         description=(
@@ -642,6 +663,10 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
 
                 update_manifest(uploads_dir, {source.name: None})
         return {"deleted": doc_id, "chunks": len(index), "documents": len(index.documents())}
+
+    if mcp_server is not None:
+        # The MCP tools over streamable HTTP, at /v1/mcp/: behind the same key, size and rate limits.
+        app.mount(f"{API_PREFIX}/mcp", mcp_server.streamable_http_app(streamable_http_path="/", json_response=True))
 
     @app.api_route(f"{API_PREFIX}/{{rest:path}}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
                    include_in_schema=False)

@@ -400,6 +400,23 @@ def serve(
     uvicorn.run(app_, host=settings.host, port=settings.port, log_level="warning")
 
 
+@app.command("mcp")
+def mcp_command(
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Index folder (default: $QA_DATA_DIR or ./qa_data)."),
+):
+    """Serve the tools ask, search and list_documents to an MCP client over stdio.
+
+    The client starts this command and talks to it over stdin/stdout (see the README for a client
+    configuration); the API server offers the same tools over HTTP at /v1/mcp/.
+    """
+    settings = _settings(data_dir)
+    try:
+        from qa_app.mcp_server import build_server
+    except ImportError:
+        _fail("MCP 需要安装 mcp 包：pip install 'qa_app[ui]'。(The MCP server needs the mcp package: pip install 'qa_app[ui]'.)")
+    build_server(_assistant(settings)).run("stdio")
+
+
 @app.command("doctor")
 def doctor_command(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Index folder (default: $QA_DATA_DIR or ./qa_data)."),
