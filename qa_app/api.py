@@ -67,6 +67,7 @@ class ApiError(Exception):
         self.extra = extra
 
 
+MODEL_ID = "qa-app"  # the one model this server answers as, whichever generator is configured
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
           405: "invalid_request_error", 413: "request_too_large", 415: "unsupported_media_type",
           422: "invalid_request_error", 429: "rate_limit_error", 503: "service_unavailable", 504: "timeout"}
@@ -80,8 +81,18 @@ class SafeJSONResponse(JSONResponse):
         return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
 
 
-def error_response(status: int, message: str, type_: str | None = None, headers: dict | None = None, **extra: Any) -> JSONResponse:
-    body = {"error": {"message": message, "type": type_ or _TYPES.get(status, "api_error"), "code": status}, "detail": message}
+# OpenAI's error codes are strings ("invalid_api_key", "model_not_found"); these are the defaults by status.
+_CODES = {400: "invalid_request", 401: "invalid_api_key", 404: "not_found", 405: "method_not_allowed",
+          413: "request_too_large", 415: "unsupported_media_type", 422: "invalid_value", 429: "rate_limit_exceeded",
+          500: "internal_error", 503: "service_unavailable", 504: "timeout"}
+
+
+def error_response(status: int, message: str, type_: str | None = None, headers: dict | None = None,
+                   param: str | None = None, code: str | None = None, **extra: Any) -> JSONResponse:
+    """The OpenAI error envelope ``{"error": {"message", "type", "param", "code"}}`` (``detail``
+    repeats the message for clients written against FastAPI's default)."""
+    body = {"error": {"message": message, "type": type_ or _TYPES.get(status, "api_error"), "param": param,
+                      "code": code or _CODES.get(status, "error")}, "detail": message}
     body.update(extra)
     return SafeJSONResponse(body, status_code=status, headers=headers)
 
@@ -407,7 +418,9 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
         status, message, errors = _validation_message(exc)
-        return error_response(status, message, errors=errors)
+        # The first field in error, as OpenAI names it ("top_k", "filters.years.0"); body. is the envelope.
+        first = next((".".join(str(x) for x in e["loc"] if x != "body") for e in errors if e["loc"]), None)
+        return error_response(status, message, param=first or None, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
@@ -476,7 +489,8 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
 
     @app.get(f"{API_PREFIX}/models", tags=["openai"], summary="The model list (OpenAI-compatible)")
     def models():
-        return {"object": "list", "data": [{"id": "qa-app", "object": "model", "created": 0, "owned_by": "qa_app"}]}
+        return {"object": "list", "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "qa_app",
+                                            "generator": settings.generator}]}
 
     @app.post(f"{API_PREFIX}/chat/completions", tags=["openai"], summary="OpenAI-compatible chat completion")
     async def chat_completions(req: ChatRequest):
@@ -492,7 +506,18 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
         filters = to_filters(req.filters)
         cid = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
-        model = req.model or "qa-app"
+        model = req.model or MODEL_ID
+        if model != MODEL_ID:
+            raise ApiError(404, f"没有这个模型：{model}；可用：{MODEL_ID}（见 /v1/models）。(The model {model!r} does not "
+                                f"exist; use {MODEL_ID!r}, see /v1/models.)", param="model", code="model_not_found")
+        extra = req.model_extra or {}
+        if (extra.get("n") or 1) != 1:
+            raise ApiError(400, "每次只生成一个回答（n 必须为 1）。(Only one choice per request: n must be 1.)", param="n",
+                           code="unsupported_value")
+        for option in ("tools", "functions", "response_format"):
+            if extra.get(option) and not (option == "response_format" and extra[option] == {"type": "text"}):
+                raise ApiError(400, f"不支持 {option}：回答是带引用的文本。(The {option!r} option is not supported: answers "
+                                    "are text with citations.)", param=option, code="unsupported_parameter")
 
         def extra_of(answer: Answer) -> dict[str, Any]:
             return {"citations": citations_of(answer), "refused": answer.refused, "grounded": answer.grounded}

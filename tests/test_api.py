@@ -197,7 +197,7 @@ def test_openapi_docs(base):
 
 # --- OpenAI-compatible chat --------------------------------------------------------------------
 def test_chat_completions_plain(base):
-    body = {"model": "anything", "temperature": 0.7, "messages": [
+    body = {"model": "qa-app", "temperature": 0.7, "messages": [
         {"role": "system", "content": "ignored"}, {"role": "user", "content": GDP_Q}]}
     r = post(f"{base}/v1/chat/completions", body)
     assert r.status_code == 200, r.text
@@ -261,7 +261,7 @@ def test_openai_client_plain_and_stream(base):
 def test_empty_and_oversized_questions(base):
     r = post(f"{base}/v1/ask", {"question": "   "})
     assert r.status_code == 400 and "问题为空" in error_message(r)
-    r = post(f"{base}/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": ""}]})
+    r = post(f"{base}/v1/chat/completions", {"model": "qa-app", "messages": [{"role": "user", "content": ""}]})
     assert r.status_code == 400 and "问题为空" in error_message(r)
     # 100 KB of ASCII fits the body limit (256 KB): the question-length check answers.
     r = post(f"{base}/v1/ask", {"question": "a" * 100_000})
@@ -293,15 +293,33 @@ def test_malformed_and_invalid_json(base):
         assert r.status_code == 422 and "top_k" in error_message(r), wrong
     r = post(f"{base}/v1/search", {"query": GDP_Q, "filters": {"years": ["2023"]}})
     assert r.status_code == 422 and "years" in error_message(r)
-    r = post(f"{base}/v1/chat/completions", {"model": "m", "messages": [{"role": "system", "content": "hi"}]})
+    r = post(f"{base}/v1/chat/completions", {"model": "qa-app", "messages": [{"role": "system", "content": "hi"}]})
     assert r.status_code == 400 and "user" in error_message(r)
+    r = post(f"{base}/v1/search", {"query": GDP_Q, "top_k": 0})
+    assert r.json()["error"]["param"] == "top_k" and r.json()["error"]["code"] == "invalid_value"
+
+
+def test_chat_options_it_cannot_honour_are_refused_by_name(base):
+    user = [{"role": "user", "content": GDP_Q}]
+    r = post(f"{base}/v1/chat/completions", {"model": "gpt-4o", "messages": user})
+    error = r.json()["error"]
+    assert r.status_code == 404 and error["code"] == "model_not_found" and error["param"] == "model"
+    assert "qa-app" in error["message"]
+    assert [m["id"] for m in httpx.get(f"{base}/v1/models").json()["data"]] == ["qa-app"]
+    for option, value in (("n", 2), ("tools", [{"type": "function", "function": {"name": "f"}}]),
+                          ("response_format", {"type": "json_object"})):
+        r = post(f"{base}/v1/chat/completions", {"model": "qa-app", "messages": user, option: value})
+        assert r.status_code == 400 and r.json()["error"]["param"] == option, (option, r.text)
+    # What it can honour passes: one choice, plain text.
+    r = post(f"{base}/v1/chat/completions", {"model": "qa-app", "messages": user, "n": 1, "response_format": {"type": "text"}})
+    assert r.status_code == 200 and "6%" in r.json()["choices"][0]["message"]["content"]
 
 
 def test_unknown_document_and_route(base):
     r = httpx.delete(f"{base}/v1/documents/no_such_file.txt")
     assert r.status_code == 404 and "no_such_file.txt" in error_message(r)
     r = httpx.get(f"{base}/v1/nothing-here")
-    assert r.status_code == 404 and r.json()["error"]["code"] == 404
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
 
 
 def test_empty_index_gives_503(tmp_path, seeds_index):
