@@ -344,6 +344,20 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str, list[dic
 
 
 # --- the app ----------------------------------------------------------------------------------
+def _name_conflict(original: str, name: str, given: dict[str, str], existing: set[str]) -> str:
+    """Why an uploaded file may not take ``name`` (its cleaned file name), or "": two files of one
+    request with the same name, or a name that cleaning made equal to a document's that is already
+    there ("../../report.txt", ".txt" → upload.txt). A file sent under exactly the name it is
+    indexed by is a new version of it, not a conflict."""
+    if name in given:
+        return (f"两个文件都会保存为 {name}（{given[name]!r} 和 {original!r}）：请改名后再上传。"
+                f"(Two files would both be saved as {name} ({given[name]!r} and {original!r}): rename one.)")
+    if original.strip() != name and name in existing:
+        return (f"{original!r} 会保存为 {name}，而 {name} 已经存在：请改名，或用 replace=true 替换它。"
+                f"({original!r} would be saved as {name}, which already exists: rename it, or send replace=true.)")
+    return ""
+
+
 def _mcp_server(assistant: Assistant):
     """The assistant's MCP server, or None when the MCP SDK is not installed (an optional extra)."""
     try:
@@ -596,6 +610,7 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
         kind: str | None = Form(None, description="work_report, plan_report, plan, statistics, budget_report, news …"),
         reported: str | None = Form(None, description="the year(s) it reports on: 2025 or 2021-2025"),
         planned: str | None = Form(None, description="the year(s) it plans for: 2026 or 2026-2030"),
+        replace: bool = Form(False, description="replace the indexed document a file's cleaned name equals"),
     ):
         from qa_app.ingest.metadata import update_manifest, upload_entry
         from qa_app.ingest.pipeline import ingest, prepare
@@ -613,8 +628,14 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
             try:
                 staging.mkdir(parents=True)
                 staged: dict[str, Path] = {}
+                given: dict[str, str] = {}
+                indexed = {d.doc_id for d in index.documents()}
                 for f in files:
                     name = safe_filename(f.filename)
+                    conflict = _name_conflict(f.filename or "", name, given, indexed | {p.name for p in uploads_dir.glob("*")})
+                    if conflict and not (replace and name not in given):
+                        raise ApiError(409, conflict, param="files", code="name_conflict", existing=name)
+                    given[name] = f.filename or ""
                     target = staging / name
                     if target.resolve().parent != staging.resolve():  # belt and braces
                         raise ApiError(400, f"文件名无效：{name!r}。(Invalid file name.)")

@@ -466,6 +466,28 @@ def test_upload_file_name_cannot_escape(upload_base):
         assert httpx.delete(f"{url}/v1/documents/{doc_id}").status_code == 200
 
 
+def test_upload_names_that_collide_are_conflicts_not_silent_overwrites(upload_base):
+    url, a = upload_base
+    uploads = Path(a.index.data_dir) / "uploads"
+    twins = [("files", ("twin.txt", PARKS_TEXT.encode())), ("files", ("twin.txt", PARKS_TEXT.replace("12座", "13座").encode()))]
+    r = httpx.post(f"{url}/v1/documents", files=twins, timeout=60)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "name_conflict" and "twin.txt" in error_message(r)
+    assert not (uploads / "twin.txt").exists()
+
+    first = PARKS_TEXT.replace("12座", "41座")
+    assert httpx.post(f"{url}/v1/documents", files={"files": ("collide.txt", first.encode())}, timeout=60).json()["added"] == ["collide.txt"]
+    # "../collide.txt" cleans to the name of a document that is there: a conflict that names it.
+    second = {"files": ("../collide.txt", PARKS_TEXT.replace("12座", "42座").encode())}
+    r = httpx.post(f"{url}/v1/documents", files=second, timeout=60)
+    assert r.status_code == 409 and r.json()["existing"] == "collide.txt" and "replace=true" in error_message(r)
+    assert (uploads / "collide.txt").read_text(encoding="utf-8") == first
+    # Asked for explicitly, it replaces; the same name sent as is stays a new version (updated).
+    r = httpx.post(f"{url}/v1/documents", files=second, data={"replace": "true"}, timeout=60)
+    assert r.status_code == 200 and r.json()["updated"] == ["collide.txt"], r.text
+    assert "42座" in (uploads / "collide.txt").read_text(encoding="utf-8")
+    assert httpx.delete(f"{url}/v1/documents/collide.txt").status_code == 200
+
+
 # --- concurrency -------------------------------------------------------------------------------
 def test_sixteen_concurrent_asks(base):
     questions = [GDP_Q, "2024年海淀区地区生产总值增长了多少？", "2023年海淀区级一般公共预算收入完成了多少？", "2024年居民人均可支配收入"]
