@@ -132,9 +132,12 @@ class GuardMiddleware:
         self.request_limit = settings.max_request_kb * 1024
         self.upload_limit = settings.max_upload_mb * MIB + MULTIPART_SLACK
 
-    def _authorised(self, headers: dict[bytes, bytes]) -> bool:
-        value = headers.get(b"authorization", b"")
-        scheme, _, token = value.partition(b" ")
+    def _authorised(self, raw: list[tuple[bytes, bytes]]) -> bool:
+        # Exactly one Authorization header: with two, which one a proxy or a framework reads differs.
+        values = [v for k, v in raw if k.lower() == b"authorization"]
+        if len(values) != 1:
+            return False
+        scheme, _, token = values[0].partition(b" ")
         return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key)
 
     async def __call__(self, scope, receive, send):
@@ -142,7 +145,7 @@ class GuardMiddleware:
         if scope["type"] != "http" or not is_api_path(path):
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
-        if self.key is not None and scope.get("method") != "OPTIONS" and not self._authorised(headers):
+        if self.key is not None and scope.get("method") != "OPTIONS" and not self._authorised(list(scope.get("headers") or [])):
             # Who and where, never what they sent: a near-miss key in a log is a leaked key.
             log.warning("refused %s %s from %s: %s API key", scope.get("method"), path, client_address(scope),
                         "wrong" if b"authorization" in headers else "missing")

@@ -347,6 +347,10 @@ def test_auth(auth_base, base):
     r = post(f"{auth_base}/v1/ask", q, headers={"Authorization": f"Bearer {KEY}"})
     assert r.status_code == 200 and "6%" in r.json()["answer"]
     assert httpx.get(f"{auth_base}/v1/documents", headers={"Authorization": f"bearer {KEY}"}).json()["count"] == 5
+    # Two Authorization headers, the right key last or first: refused, whichever a proxy would read.
+    for pair in ([("Authorization", "Bearer wrong"), ("Authorization", f"Bearer {KEY}")],
+                 [("Authorization", f"Bearer {KEY}"), ("Authorization", "Bearer wrong")]):
+        assert httpx.get(f"{auth_base}/v1/documents", headers=httpx.Headers(pair)).status_code == 401
     # Without a configured key the routes are open.
     assert post(f"{base}/v1/ask", q).status_code == 200
 

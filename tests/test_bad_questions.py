@@ -150,3 +150,10 @@ def test_a_question_with_too_many_parts_is_refused_before_any_work(assistant):
     # Within the limit a compound question is answered part by part.
     answer = assistant.ask("2023年海淀区地区生产总值增长了多少？2024年呢？")
     assert not answer.refused and "6%" in answer.text and len(answer.citations) >= 2
+
+
+def test_a_lone_surrogate_in_the_model_name_is_a_clear_error(base):  # noqa: F811
+    for stream in (False, True):
+        body = {"model": "qa-app\ud800", "stream": stream, "messages": [{"role": "user", "content": "2023年海淀区GDP增长了多少？"}]}
+        r = _send(base, "chat", body)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found", (stream, r.text[:300])
