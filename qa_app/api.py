@@ -595,9 +595,7 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
 
     @app.get(f"{API_PREFIX}/documents", tags=["documents"], summary="The indexed documents")
     def list_documents():
-        counts: dict[str, int] = {}
-        for c in index.chunks():
-            counts[c.doc_id] = counts.get(c.doc_id, 0) + 1
+        counts = index.chunk_counts()
         docs = [document_dict(d, counts.get(d.doc_id, 0)) for d in index.documents()]
         return {"documents": docs, "count": len(docs), "chunks": sum(counts.values())}
 
@@ -632,10 +630,10 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
                 staging.mkdir(parents=True)
                 staged: dict[str, Path] = {}
                 given: dict[str, str] = {}
-                indexed = {d.doc_id for d in index.documents()}
+                existing = {d.doc_id for d in index.documents()} | {p.name for p in uploads_dir.glob("*")}
                 for f in files:
                     name = safe_filename(f.filename)
-                    conflict = _name_conflict(f.filename or "", name, given, indexed | {p.name for p in uploads_dir.glob("*")})
+                    conflict = _name_conflict(f.filename or "", name, given, existing)
                     if conflict and not (replace and name not in given):
                         raise ApiError(409, conflict, param="files", code="name_conflict", existing=name)
                     given[name] = f.filename or ""

@@ -288,9 +288,7 @@ def documents(data_dir: Optional[Path] = DataDir, as_json: bool = typer.Option(F
 
     index = Index(_settings(data_dir))
     docs = index.documents()
-    counts: dict[str, int] = {}
-    for c in index.chunks():
-        counts[c.doc_id] = counts.get(c.doc_id, 0) + 1
+    counts = index.chunk_counts()
     if as_json:
         typer.echo(json.dumps([{**d.__dict__, "chunks": counts.get(d.doc_id, 0)} for d in docs], ensure_ascii=False, indent=2))
         return

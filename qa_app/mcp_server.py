@@ -95,9 +95,7 @@ def build_server(assistant: "Assistant") -> "MCPServer":
 
     @server.tool(description="The indexed documents: id, title, date, kind, place and number of passages.")
     def list_documents() -> list[DocumentOut]:
-        counts: dict[str, int] = {}
-        for c in assistant.index.chunks():
-            counts[c.doc_id] = counts.get(c.doc_id, 0) + 1
+        counts = assistant.index.chunk_counts()
         return [DocumentOut(doc_id=d.doc_id, title=d.title, date=d.date, kind=d.kind, place=d.scope.place,
                             chunks=counts.get(d.doc_id, 0)) for d in assistant.index.documents()]
 

@@ -54,8 +54,7 @@ def feature_rows(
         floor = min(scores.values(), default=0.0)
         channels.append((scores, ranks, top, floor, scale))
     years = set(query.years)
-    terms = query.title_terms()
-    named = {d.doc_id for d in snap.docs.values() if any(t in normalize(d.title).lower() for t in terms)} if terms else set()
+    named = named_reports(snap, query)
     rows = []
     for cid in ids:
         chunk = snap.chunks[cid]
@@ -76,6 +75,12 @@ def feature_rows(
         ]
         rows.append(row)
     return ids, rows
+
+
+def named_reports(snap: "Snapshot", query: "Query") -> set[str]:
+    """The documents whose title holds a longer term of the question ("政府工作报告", "十三五规划")."""
+    terms = query.title_terms()
+    return {d.doc_id for d in snap.docs.values() if any(t in normalize(d.title).lower() for t in terms)} if terms else set()
 
 
 def fuse(model: Linear, ids: list[str], rows: list[list[float]]) -> dict[str, float]:

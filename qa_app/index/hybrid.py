@@ -21,7 +21,7 @@ from qa_app.index.scope import QuestionScope, docs_for_place
 from qa_app.index.scope import resolve as resolve_scope
 from qa_app.index.store import Index, Snapshot
 from qa_app.models import Passage
-from qa_app.text import normalize, year_scope
+from qa_app.text import year_scope
 
 
 @dataclass(frozen=True)
@@ -170,8 +170,7 @@ class HybridSearcher:
 
     def _boost_titles(self, snap: Snapshot, fused: dict[str, float], query: Query) -> None:
         """Prefer the reports a question names ("政府工作报告", "十三五规划")."""
-        terms = query.title_terms()
-        named = {d.doc_id for d in snap.docs.values() if any(t in normalize(d.title).lower() for t in terms)}
+        named = fusion.named_reports(snap, query)
         if not named or len(named) == len(snap.docs):
             return
         for cid in fused:

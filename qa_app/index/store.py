@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import threading
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -149,6 +150,10 @@ class Index:
 
     def chunks(self) -> list[Chunk]:
         return list(self.snapshot().chunks.values())
+
+    def chunk_counts(self) -> dict[str, int]:
+        """How many chunks each document has (by document id), from one snapshot."""
+        return dict(Counter(c.doc_id for c in self.snapshot().chunks.values()))
 
     def __len__(self) -> int:
         return len(self.snapshot().chunks)

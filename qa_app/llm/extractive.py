@@ -140,8 +140,8 @@ def _similarity(p: Passage, norm: str) -> float | None:
     return max(found) if found else None
 
 
-def _echo(q: QuestionAnalysis, norm: str) -> float:
-    pairs = char_bigrams(norm)
+def _echo(q: QuestionAnalysis, pairs: frozenset[str]) -> float:
+    """The share of a sentence's character pairs (``pairs``) that are the question's."""
     return len(pairs & q.bigrams) / len(pairs) if pairs else 0.0
 
 
@@ -303,16 +303,17 @@ class ExtractiveGenerator:
                 has_target = self._has_target(q, norm)
                 score = coverage + (0.15 if has_target else -0.25) - 0.02 * pi
                 subject_ok = not q.subject or any(_covers(g, norm + " " + heading) for g in q.subject)
+                pairs = char_bigrams(norm)
                 out.append(Candidate(
                     pi, sent, norm, score, coverage, has_target, years, _similarity(p, simplified), heading=heading,
                     lexical=coverage, cov_sentence=self._coverage(q, norm, "", ""), position=position, sets_goal=sets_goal,
                     subject_ok=subject_ok, retrieval=p.score / top_score,
-                    bigram=len(q.bigrams & char_bigrams(norm)) / len(q.bigrams) if q.bigrams else 0.0,
+                    bigram=len(q.bigrams & pairs) / len(q.bigrams) if q.bigrams else 0.0,
                     shared=min(8, max((longest_shared(part, norm) for part in q.content.split()), default=0)) / 8,
                     wh_left=shared_edge(wh_left, norm, True) / len(wh_left) if wh_left else 0.0,
                     wh_right=shared_edge(wh_right, norm, False) / len(wh_right) if wh_right else 0.0,
                     span=speaks_of_span(norm),
-                    echo=_echo(q, norm),
+                    echo=_echo(q, pairs),
                 ))
         self._add_meaning(out)
         for c in out:
