@@ -14,6 +14,7 @@ import re
 import time
 from typing import Iterator
 
+from qa_app import deadline
 from qa_app.config import Settings, get_settings
 from qa_app.grounding import check
 from qa_app.grounding import label as part_label
@@ -217,6 +218,7 @@ class Assistant:
         snap: Snapshot | None = None,
     ) -> Answer:
         generator = generator or self.generator
+        deadline.check()  # between the parts of a compound question
         t0 = time.perf_counter()
         snap = snap or self.index.snapshot()
         query, scope, passages = self._retrieve(question, filters, k, snap)
@@ -278,6 +280,7 @@ class Assistant:
         analysis, passages, early, retrieve_ms = self._llm_setup(question, filters, k)
         if early is not None:
             return early
+        deadline.check()  # before the model's wait, the longest step
         t1 = time.perf_counter()
         try:
             answer = self.generator.generate(analysis, passages)

@@ -8,14 +8,14 @@ swaps in a new snapshot only when a write is complete).
 Every error is a JSON object ``{"error": {"message", "type", "code"}, "detail": message}``
 (the shape OpenAI clients understand); stack traces stay in the server log.
 
-In front of /v1/*, outermost first: CORS (closed unless ``QA_CORS_ORIGINS``), a token bucket
-per client address (429, ``QA_RATE_LIMIT_PER_MIN``), the API key and body size limits (401,
-413). Answering routes run under a deadline (504, ``QA_REQUEST_TIMEOUT_S``).
+In front of every route, outermost first: CORS (closed unless ``QA_CORS_ORIGINS``), a token
+bucket per client address over the requests that do work (429, ``QA_RATE_LIMIT_PER_MIN``), the
+key wall (401 or the login page, ``qa_app.wall``), body size limits (413). Answering routes run
+under a deadline that stops the work (504, ``QA_REQUEST_TIMEOUT_S``; ``qa_app.deadline``).
 """
 from __future__ import annotations
 
 import hashlib
-import hmac
 import itertools
 import json
 import logging
@@ -39,6 +39,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from qa_app import deadline
 from qa_app.answer import Assistant, EmptyIndexError, QuestionError
 from qa_app.config import Settings, get_settings
 from qa_app.places import gazetteer
@@ -47,6 +48,7 @@ from qa_app.ingest.loaders import LoaderError, supported
 from qa_app.llm.base import GeneratorError
 from qa_app.models import Answer, DocumentInfo
 from qa_app.ratelimit import RateLimiter
+from qa_app.wall import WallMiddleware
 
 log = logging.getLogger("qa_app.api")
 
@@ -118,43 +120,24 @@ def client_address(scope) -> str:
     return client[0] if client else "unknown"
 
 
-# --- auth + body size, before any body is read ---------------------------------------------------
+# --- body size, before any body is read -------------------------------------------------------------
 class GuardMiddleware:
-    """For /v1/*: the bearer token (when an API key is configured) and the body size limit.
+    """For every route: the body size limit (uploads to /v1/documents get the upload limit).
 
-    Runs before routing, so an unauthenticated or oversized upload is refused before its
-    bytes are read. The key is compared in constant time and never logged.
+    Runs before routing, so an oversized upload is refused before its bytes are read, and a
+    body that lies about its length (or sends none) is cut off once it passes the limit.
     """
 
     def __init__(self, app, settings: Settings):
         self.app = app
-        self.key = settings.api_key.encode("utf-8") if settings.api_key else None
         self.request_limit = settings.max_request_kb * 1024
         self.upload_limit = settings.max_upload_mb * MIB + MULTIPART_SLACK
 
-    def _authorised(self, raw: list[tuple[bytes, bytes]]) -> bool:
-        # Exactly one Authorization header: with two, which one a proxy or a framework reads differs.
-        values = [v for k, v in raw if k.lower() == b"authorization"]
-        if len(values) != 1:
-            return False
-        scheme, _, token = values[0].partition(b" ")
-        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key)
-
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
-        if scope["type"] != "http" or not is_api_path(path):
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
-        if self.key is not None and scope.get("method") != "OPTIONS" and not self._authorised(list(scope.get("headers") or [])):
-            # Who and where, never what they sent: a near-miss key in a log is a leaked key.
-            log.warning("refused %s %s from %s: %s API key", scope.get("method"), path, client_address(scope),
-                        "wrong" if b"authorization" in headers else "missing")
-            response = error_response(
-                401,
-                "缺少或错误的 API 密钥。(Missing or invalid API key: send 'Authorization: Bearer <key>'.)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-            return await response(scope, receive, send)
         limit = self.upload_limit if (path == UPLOAD_PATH and scope.get("method") == "POST") else self.request_limit
         declared = headers.get(b"content-length")
         if declared is not None:
@@ -193,9 +176,20 @@ class GuardMiddleware:
 
 
 # --- rate limits, before auth (so key guessing is throttled too) ----------------------------------
+def does_work(scope) -> bool:
+    """Requests that cost the server work or test a secret: every /v1 call, and anything that
+    is not a read of the page (its questions go through POSTs to the page's queue; logins are
+    POSTs). Page assets, /healthz and CORS preflights are free, or a page load of a few dozen
+    scripts would empty the bucket."""
+    method = scope.get("method")
+    if method == "OPTIONS":
+        return False
+    return is_api_path(scope.get("path", "")) or method not in ("GET", "HEAD")
+
+
 class RateLimitMiddleware:
-    """For /v1/*: a token bucket per client address (``qa_app.ratelimit``); 429 with Retry-After
-    when it is empty. /healthz, the chat page, CORS preflights and exempt addresses pass."""
+    """A token bucket per client address (``qa_app.ratelimit``) over the requests that do work;
+    429 with Retry-After when it is empty. Addresses in ``QA_RATE_LIMIT_EXEMPT`` pass."""
 
     def __init__(self, app, settings: Settings):
         self.app = app
@@ -203,7 +197,7 @@ class RateLimitMiddleware:
         self.exempt = frozenset(settings.rate_limit_exempt)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope.get("method") == "OPTIONS" or not is_api_path(scope.get("path", "")):
+        if scope["type"] != "http" or not does_work(scope):
             return await self.app(scope, receive, send)
         client = client_address(scope)
         wait = 0.0 if client in self.exempt else self.limiter.acquire(client)
@@ -224,14 +218,15 @@ T = TypeVar("T")
 async def within_deadline(seconds: float, work: Callable[[], T]) -> T:
     """``work()`` in the threadpool; past ``seconds`` (0 = no limit) a 504 error instead.
 
-    A Python thread cannot be stopped, so timed-out work finishes in the background and its
-    result is dropped; the client gets its answer now rather than a hung connection."""
+    The work runs under the same deadline (``qa_app.deadline``), so it stops at its next step
+    instead of holding a core after the client has had its 504; the timer here answers the
+    client even when a step (a model's reply) is slow to end."""
     if seconds <= 0:
         return await anyio.to_thread.run_sync(work)
     try:
         with anyio.fail_after(seconds):
-            return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
-    except TimeoutError:
+            return await anyio.to_thread.run_sync(lambda: deadline.within(seconds, work), abandon_on_cancel=True)
+    except (TimeoutError, deadline.DeadlineExceeded):
         log.warning("request abandoned after %.1f s", seconds)
         limit = f"{seconds:g}"
         raise ApiError(504, f"处理超时（上限 {limit} 秒），请稍后再试。(The request took longer than {limit} s.)") from None
@@ -401,9 +396,11 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
     app.state.assistant = assistant
     app.state.settings = settings
 
-    # Inner first: the guard (auth, size) runs inside the rate limit, and both inside CORS, so
+    # Inner first: size limits inside the key wall, inside the rate limit, all inside CORS, so
     # preflights, 401s and 429s carry CORS headers, and guessing keys costs tokens.
     app.add_middleware(GuardMiddleware, settings=settings)
+    app.add_middleware(WallMiddleware, settings=settings,
+                       refuse=lambda status, message, headers=None: error_response(status, message, headers=headers))
     if settings.rate_limit_per_min > 0:
         app.add_middleware(RateLimitMiddleware, settings=settings)
     if settings.cors_origins:
@@ -422,6 +419,10 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
     @app.exception_handler(QuestionError)
     async def _question_error(request: Request, exc: QuestionError):
         return error_response(400, str(exc))
+
+    @app.exception_handler(deadline.DeadlineExceeded)
+    async def _too_slow(request: Request, exc: deadline.DeadlineExceeded):
+        return error_response(504, str(exc))
 
     @app.exception_handler(EmptyIndexError)
     async def _empty_index(request: Request, exc: EmptyIndexError):
@@ -484,11 +485,11 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
             "embedding_model": index.model_name,
         }
 
-    deadline = settings.request_timeout_s
+    time_limit = settings.request_timeout_s
 
     @app.post(f"{API_PREFIX}/ask", tags=["answers"], summary="Answer a question with citations")
     async def ask(req: AskRequest):
-        return await within_deadline(deadline, lambda: ask_sync(req))
+        return await within_deadline(time_limit, lambda: ask_sync(req))
 
     def ask_sync(req: AskRequest) -> dict[str, Any]:
         answer = assistant.ask(req.question, filters=to_filters(req.filters), k=req.top_k, history=req.history or None)
@@ -498,7 +499,7 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
 
     @app.post(f"{API_PREFIX}/search", tags=["answers"], summary="Ranked passages for a query")
     async def search(req: SearchRequest):
-        return await within_deadline(deadline, lambda: search_sync(req))
+        return await within_deadline(time_limit, lambda: search_sync(req))
 
     def search_sync(req: SearchRequest) -> dict[str, Any]:
         passages = assistant.search(req.query, k=req.top_k, filters=to_filters(req.filters))
@@ -513,7 +514,7 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
     async def chat_completions(req: ChatRequest):
         # For a stream, the deadline covers the answer's first piece: after that the client
         # sees progress, and the LLM's own timeout bounds each wait for a token.
-        return await within_deadline(deadline, lambda: chat_sync(req))
+        return await within_deadline(time_limit, lambda: chat_sync(req))
 
     def chat_sync(req: ChatRequest):
         users = [m.text() for m in req.messages if m.role == "user"]

@@ -146,22 +146,36 @@ class Settings(BaseSettings):
     # parts than this is an error, not minutes of one core ("2023年？" × 400).
     max_subquestions: int = 8
 
+    # What one file may become (checked before and while it is parsed, not only its bytes): the
+    # bytes its compressed parts (docx/xlsx members, PDF streams) unpack to, and their ratio to the
+    # packed size (a zip bomb packs 1,000:1); then the clean text's characters and the chunks it
+    # makes. A file over any of them is refused with the numbers in the error.
+    max_decompressed_mb: int = 100
+    max_compression_ratio: int = 200
+    max_document_chars: int = 1_000_000
+    max_document_chunks: int = 4_000
+
     # Server (qa-app serve): API + chat page on one port.
     host: str = "127.0.0.1"
     port: int = 7860
-    api_key: str | None = None  # when set, /v1/* needs "Authorization: Bearer <key>"
+    # When set, every route needs it: /v1/* as "Authorization: Bearer <key>", the chat page a
+    # session cookie given for the key at /login. Only /healthz (and /docs with public_docs) stay open.
+    api_key: str | None = None
+    public_docs: bool = False
+    session_hours: float = 12.0
     cors_origins: list[str] = Field(default_factory=list)  # closed unless listed
     max_upload_mb: int = 20
     max_request_kb: int = 256
-    # Per-client token bucket on /v1/* (0 = off): `burst` requests at once, refilled at
-    # `per_min`. Clients at the exempt addresses are never limited: the default bind is
-    # loopback, where the only callers are this machine's own (the UI, the load bench);
-    # the limit is for remote clients once the server listens on a public address.
+    # Per-client token bucket (0 = off) on every request that does work (the API, the page's
+    # questions, logins; not the page's static files): `burst` requests at once, refilled at
+    # `per_min`. No address is exempt by default, loopback included: on a shared machine anyone
+    # local could otherwise guess keys unthrottled. List addresses here to exempt them (a load bench).
     rate_limit_per_min: int = 120
     rate_limit_burst: int = 30
-    rate_limit_exempt: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
-    # An /v1/ask, /v1/search or chat request still working after this many seconds is
-    # answered 504 (0 = no limit). Above the LLM's own timeout, so its fallback can answer first.
+    rate_limit_exempt: list[str] = Field(default_factory=list)
+    # A question still being worked on after this many seconds is stopped (the work checks the
+    # deadline as it goes) and answered 504 / a notice on the page (0 = no limit). Above the LLM's
+    # own timeout, so its fallback can answer first.
     request_timeout_s: float = 120.0
 
     @model_validator(mode="before")

@@ -17,6 +17,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the
 import gradio as gr  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
+from qa_app import deadline  # noqa: E402
 from qa_app.answer import Assistant, EmptyIndexError, QuestionError  # noqa: E402
 from qa_app.highlight import highlight_html  # noqa: E402
 from qa_app.index.hybrid import Filters  # noqa: E402
@@ -35,6 +36,7 @@ EXAMPLES = [
 NOT_FOUND = "报告中未找到"
 CONTEXT_CHARS = 80  # characters of the passage shown on each side of the quoted words
 STREAM_DELAY = 0.03  # seconds between streamed pieces, so the answer visibly grows
+PAGE_WORKERS = 4
 
 # Local fonts only (the default themes fetch web fonts): CJK text renders with Noto Sans CJK where installed.
 THEME = gr.themes.Soft(
@@ -118,7 +120,10 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
             doc_ids=frozenset(doc_ids) if doc_ids else None,
             years=frozenset(int(y) for y in years) if years else None,
         )
-        pieces = assistant.stream_answer(message, filters=filters, history=asked or None)
+        # The same time limit as the API's, enforced on the work itself: a long question stops
+        # instead of holding a worker while the next visitor waits.
+        pieces = deadline.bounded(assistant.stream_answer(message, filters=filters, history=asked or None),
+                                  assistant.settings.request_timeout_s)
         text = ""
         try:
             for item in pieces:
@@ -130,7 +135,7 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
                 yield messages, "", asked
                 if not assistant.uses_llm:  # whole sentences: pace them so the answer visibly grows
                     time.sleep(STREAM_DELAY)
-        except (QuestionError, EmptyIndexError, GeneratorError) as exc:
+        except (QuestionError, EmptyIndexError, GeneratorError, deadline.DeadlineExceeded) as exc:
             messages[-1] = {"role": "assistant", "content": f"⚠️ {_e(str(exc))}"}
             yield messages, "", asked
             return
@@ -187,6 +192,9 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
             return gr.Dropdown(choices=d), gr.Dropdown(choices=y)
 
         demo.load(refresh, None, [docs, years])
+    # Several visitors answered at once (Gradio's default is one at a time: a slow question made
+    # the next visitor wait for it). Answering is thread-safe; the cores are shared either way.
+    demo.queue(default_concurrency_limit=PAGE_WORKERS)
     return demo
 
 

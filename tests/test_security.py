@@ -79,14 +79,19 @@ def test_rate_limit_429_with_retry_after(assistant):
         assert httpx.get(f"{url}/v1/models").status_code == 200
 
 
-def test_loopback_is_exempt_by_default_and_zero_turns_it_off(assistant):
-    """The load bench's 16 clients on 127.0.0.1 are this machine's own: not throttled."""
+def test_no_address_is_exempt_by_default_but_can_be(assistant, monkeypatch):
+    """Loopback is limited too (anyone on a shared machine could otherwise guess keys
+    unthrottled); an exempt list or a zero rate turns the limit off for a load bench."""
     from qa_app.config import Settings
 
+    monkeypatch.delenv("QA_RATE_LIMIT_EXEMPT")  # the suite's own exemption (conftest.py)
     defaults = Settings()
-    assert defaults.rate_limit_per_min > 0 and "127.0.0.1" in defaults.rate_limit_exempt
-    many = defaults.rate_limit_burst + 20
-    for overrides in ({}, {"rate_limit_per_min": 0, "rate_limit_exempt": []}):
+    assert defaults.rate_limit_per_min > 0 and defaults.rate_limit_exempt == []
+    many = defaults.rate_limit_burst + 5
+    with serve(app_for(assistant, rate_limit_exempt=[])) as url:
+        codes = [httpx.get(f"{url}/v1/models").status_code for _ in range(many)]
+        assert codes[: defaults.rate_limit_burst] == [200] * defaults.rate_limit_burst and 429 in codes
+    for overrides in ({"rate_limit_exempt": ["127.0.0.1"]}, {"rate_limit_per_min": 0}):
         with serve(app_for(assistant, **overrides)) as url:
             codes = {httpx.get(f"{url}/v1/models").status_code for _ in range(many)}
             assert codes == {200}, overrides
@@ -242,6 +247,32 @@ def test_slow_request_gets_504(seeds_index):
             assert httpx.get(f"{url}/healthz").status_code == 200  # the server is still there
     finally:
         release.set()
+
+
+def test_deadline_stops_work_between_steps():
+    """``qa_app.deadline``: a check past the limit raises; a stream is bounded as a whole, not per
+    step; an inner limit never extends an outer one; no limit set means no checks fire."""
+    from qa_app import deadline
+
+    deadline.check()  # no limit: nothing happens
+
+    def steps():
+        for i in range(20):
+            deadline.check()
+            time.sleep(0.05)
+            yield i
+
+    got: list[int] = []
+    with pytest.raises(deadline.DeadlineExceeded) as caught:
+        for item in deadline.bounded(steps(), 0.3):
+            got.append(item)
+    assert 3 <= len(got) <= 8 and "0.3" in str(caught.value)
+    with deadline.limit(0.1):
+        with deadline.limit(60):
+            time.sleep(0.15)
+            with pytest.raises(deadline.DeadlineExceeded):
+                deadline.check()
+    assert list(deadline.bounded(iter([1, 2]), 0)) == [1, 2]
 
 
 # --- uploads -----------------------------------------------------------------------------------

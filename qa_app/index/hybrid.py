@@ -14,6 +14,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
+from qa_app import deadline
 from qa_app.index import fusion
 from qa_app.index.query import Query
 from qa_app.index.sentences import units
@@ -96,6 +97,7 @@ class HybridSearcher:
         dense_weight = s.dense_weight_latin if query.latin else s.dense_weight
         lexical, dense, sentences, qv = self.channels(query, allowed, snap, learned or dense_weight > 0,
                                                       learned or s.sentence_weight > 0)
+        deadline.check()
         if learned:
             # The fitted model weighs the channels, the asked year and the named report itself.
             fused = fusion.fuse(fusion.load(), *fusion.feature_rows(lexical, dense, sentences, snap, query, s.candidates))

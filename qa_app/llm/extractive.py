@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Iterator
 
+from qa_app import deadline
 from qa_app.grounding import is_order, order_sentences
 from qa_app.index.sentences import unit_of, units
 from qa_app.index.tokenize import segments
@@ -274,6 +275,7 @@ class ExtractiveGenerator:
         top_score = passages[0].score or 1.0 if passages else 1.0
         wh_left, wh_right = q.wh_context
         for pi, p in enumerate(passages):
+            deadline.check()
             heading = normalize(f"{p.doc.title} {p.chunk.section}").lower()
             nearby = p.chunk.norm.lower()
             title = normalize(p.doc.title).lower()
