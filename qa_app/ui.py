@@ -20,7 +20,7 @@ from fastapi import FastAPI  # noqa: E402
 from qa_app import deadline  # noqa: E402
 from qa_app.answer import Assistant, EmptyIndexError, QuestionError  # noqa: E402
 from qa_app.highlight import highlight_html  # noqa: E402
-from qa_app.index.hybrid import Filters  # noqa: E402
+from qa_app.index.hybrid import FilterError, make_filters  # noqa: E402
 from qa_app.llm.base import GeneratorError  # noqa: E402
 from qa_app.models import Answer, Citation  # noqa: E402
 
@@ -116,10 +116,12 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
             return
         messages = messages + [{"role": "user", "content": message}, {"role": "assistant", "content": "…"}]
         yield messages, "", asked
-        filters = Filters(
-            doc_ids=frozenset(doc_ids) if doc_ids else None,
-            years=frozenset(int(y) for y in years) if years else None,
-        )
+        try:
+            filters = make_filters(doc_ids, years, known_docs=assistant.index.snapshot().docs)
+        except FilterError as exc:  # a document deleted since the page was loaded
+            messages[-1] = {"role": "assistant", "content": f"⚠️ {_e(str(exc))}"}
+            yield messages, "", asked
+            return
         # The same time limit as the API's, enforced on the work itself: a long question stops
         # instead of holding a worker while the next visitor waits.
         pieces = deadline.bounded(assistant.stream_answer(message, filters=filters, history=asked or None),

@@ -22,7 +22,33 @@ from qa_app.index.scope import QuestionScope, docs_for_place
 from qa_app.index.scope import resolve as resolve_scope
 from qa_app.index.store import Index, Snapshot
 from qa_app.models import Passage
+from qa_app.places import gazetteer
 from qa_app.text import year_scope
+
+
+class FilterError(ValueError):
+    """A filter naming a document or a place that the index does not know."""
+
+
+def make_filters(docs=None, years=None, places=None, kinds=None, *, known_docs=()) -> Filters | None:
+    """Filters from what a person asked for (the CLI's flags, the API's body, the page's menus), or
+    None when nothing was. A document id the index lacks, or a place nobody can find, is an error
+    rather than a filter that silently matches nothing."""
+    if not docs and not years and not places and not kinds:
+        return None
+    unknown = sorted(set(docs or ()) - set(known_docs))
+    if unknown:
+        raise FilterError(f"未知文档：{', '.join(unknown)}。(Unknown document id(s): {', '.join(unknown)}; "
+                          "see GET /v1/documents or `qa-app documents`.)")
+    lost = [p for p in places or () if gazetteer().get(p) is None and gazetteer().resolve(p) is None]
+    if lost:
+        raise FilterError(f"未知地名：{', '.join(lost)}。(Unknown place(s): {', '.join(lost)}.)")
+    return Filters(
+        doc_ids=frozenset(docs) if docs else None,
+        years=frozenset(int(y) for y in years) if years else None,
+        places=frozenset(places) if places else None,
+        kinds=frozenset(kinds) if kinds else None,
+    )
 
 
 @dataclass(frozen=True)
