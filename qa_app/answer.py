@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Generator as Steps
 from typing import Iterator
 
 from qa_app import deadline
@@ -148,27 +149,7 @@ class Assistant:
     ) -> Answer:
         """Answer ``question``; ``history`` holds the user's earlier questions, oldest first, so a
         follow-up without its own topic ("2023年呢？") borrows the last one's."""
-        t0 = time.perf_counter()
-        question = self._check_question(question)
-        history = self._check_history(history)
-        asked = question
-        if self.uses_llm:
-            notes: list[str] = []
-            question, down = self._condense(question, history, notes)
-            t_condensed = time.perf_counter()
-            if down is not None:  # no second wait on a model that just failed
-                answer = self._llm_failed(question, filters, k, [f"{self.generator.name} failed: {down}"], error=down)
-            else:
-                answer = self._answer_llm(question, filters, k)
-            answer.reasons[:0] = notes
-            if history:
-                answer.timings["condense_ms"] = (t_condensed - t0) * 1000
-        else:
-            if history:
-                question = with_topic(question, history[-1])
-            answer = self._answer_extractive(question, filters, k)
-        answer.question = asked
-        answer.timings["total_ms"] = (time.perf_counter() - t0) * 1000
+        *_, answer = self._answer(question, filters, k, history, stream=False)
         return answer
 
     def _parts(self, question: str, snap: Snapshot) -> list[tuple[str, str]]:
@@ -240,10 +221,10 @@ class Assistant:
         return answer
 
     # --- LLM generators -------------------------------------------------------------------------
-    def _llm_passages(self, question: str, filters: Filters | None, k: int | None) -> list[Passage]:
+    def _llm_passages(self, question: str, filters: Filters | None, k: int | None, snap: Snapshot | None = None) -> list[Passage]:
         """The passages for one prompt: for a compound question, each part's passages in turn."""
         n = k or self.settings.answer_passages
-        snap = self.index.snapshot()
+        snap = snap or self.index.snapshot()
         lists = [self._retrieve(p, filters, n, snap)[2] for _, p in self._parts(question, snap)]
         if len(lists) == 1:
             return lists[0]
@@ -260,11 +241,10 @@ class Assistant:
         """(analysis, passages, refusal-or-None, retrieve_ms)."""
         t0 = time.perf_counter()
         query = Query.parse(question)
-        snap = self.index.snapshot()
-        passages = self._llm_passages(question, filters, k)
+        snap = self.index.snapshot()  # one view of the index for the whole answer
+        passages = self._llm_passages(question, filters, k, snap)
         retrieve_ms = (time.perf_counter() - t0) * 1000
         if not passages:
-            snap = self.index.snapshot()
             scope = resolve_scope(normalize(question), list(snap.docs.values()))
             text = self._scope_refusal(question, scope, snap) if scope.out_of_scope else self._refusal(question)
             answer = Answer(question=question, text=text, backend=self.generator.name, refused=True)
@@ -275,19 +255,6 @@ class Assistant:
 
     def _refusal(self, question: str) -> str:
         return load_prompt("refuse_en" if is_latin_question(question) else "refuse", self.settings.prompts_dir)
-
-    def _answer_llm(self, question: str, filters: Filters | None, k: int | None) -> Answer:
-        analysis, passages, early, retrieve_ms = self._llm_setup(question, filters, k)
-        if early is not None:
-            return early
-        deadline.check()  # before the model's wait, the longest step
-        t1 = time.perf_counter()
-        try:
-            answer = self.generator.generate(analysis, passages)
-        except GeneratorError as exc:
-            return self._llm_failed(question, filters, k, [f"{self.generator.name} failed: {exc}"], error=exc)
-        answer.timings.update(retrieve_ms=retrieve_ms, generate_ms=(time.perf_counter() - t1) * 1000)
-        return self._verify(answer, question, filters, k)
 
     def _verify(self, answer: Answer, question: str, filters: Filters | None, k: int | None) -> Answer:
         """The LLM answer when every citation and figure holds; else the fallback or a refusal."""
@@ -329,7 +296,7 @@ class Assistant:
         tail = "以下为报告原文摘录：" if answer.backend.startswith("extractive") else ""
         return f"\n\n（上面的回答未通过核验：{why}。{tail}）\n"
 
-    # --- streaming --------------------------------------------------------------------------------
+    # --- the one answer path -------------------------------------------------------------------
     def stream_answer(
         self, question: str, filters: Filters | None = None, history: list[str] | None = None, k: int | None = None
     ) -> Iterator[str | Answer]:
@@ -339,46 +306,72 @@ class Assistant:
         verification (or the model fails midway), a notice and the fallback answer's text
         follow, and the final ``Answer`` is the fallback (``grounded: false``, reasons).
         With the extractive generator the pieces are the answer's sentences."""
-        if not self.uses_llm:
-            answer = self.ask(question, filters=filters, history=history, k=k)
-            for piece in _PIECES.split(answer.text):
-                if piece:
-                    yield piece
-            yield answer
-            return
+        yield from self._answer(question, filters, k, history, stream=True)
+
+    def _answer(
+        self, question: str, filters: Filters | None, k: int | None, history: list[str] | None, stream: bool
+    ) -> Iterator[str | Answer]:
+        """check → condense → retrieve → generate → verify (→ fallback), for ``ask`` and for
+        streams alike: text pieces when ``stream``, then the final ``Answer``."""
         t0 = time.perf_counter()
         question = self._check_question(question)
         history = self._check_history(history)
         asked = question
         notes: list[str] = []
-        question, down = self._condense(question, history, notes)
+        if not self.uses_llm:
+            if history:
+                question = with_topic(question, history[-1])
+            final = self._answer_extractive(question, filters, k)
+            if stream:
+                yield from (piece for piece in _PIECES.split(final.text) if piece)
+        else:
+            question, down = self._condense(question, history, notes)
+            if history:
+                condense_ms = (time.perf_counter() - t0) * 1000
+            final = yield from self._answer_llm(question, filters, k, down, stream)
+            if history:
+                final.timings["condense_ms"] = condense_ms
+        final.reasons[:0] = notes
+        final.question = asked
+        final.timings["total_ms"] = (time.perf_counter() - t0) * 1000
+        yield final
+
+    def _answer_llm(
+        self, question: str, filters: Filters | None, k: int | None, down: GeneratorError | None, stream: bool
+    ) -> Steps[str, None, Answer]:
+        """The model's answer, verified; its tokens as they come when ``stream``. ``down``: the
+        model already failed (condensing), so it is not waited on a second time."""
+        if down is not None:
+            final = self._llm_failed(question, filters, k, [f"{self.generator.name} failed: {down}"], error=down)
+            if stream:
+                yield final.text
+            return final
         analysis, passages, early, retrieve_ms = self._llm_setup(question, filters, k)
+        if early is not None:
+            if stream:
+                yield early.text
+            return early
+        deadline.check()  # before the model's wait, the longest step
+        t1 = time.perf_counter()
         shown: list[str] = []
         answer: Answer | None = None
-        if early is None and down is not None:
-            early = self._llm_failed(question, filters, k, [f"{self.generator.name} failed: {down}"], error=down)
-        if early is not None:
-            final = early
-            yield final.text
-        else:
-            t1 = time.perf_counter()
-            try:
+        try:
+            if stream:
                 messages, given = self.generator.prepare(analysis, passages)
                 for piece in self.generator.stream_messages(messages):
                     shown.append(piece)
                     yield piece
                 answer = self.generator.finish(analysis, given, "".join(shown))
-            except GeneratorError as exc:
-                final = self._llm_failed(question, filters, k, [f"{self.generator.name} failed: {exc}"], error=exc)
             else:
-                answer.timings.update(retrieve_ms=retrieve_ms, generate_ms=(time.perf_counter() - t1) * 1000)
-                final = self._verify(answer, question, filters, k)
-            if final is not answer:
-                yield (self._notice(final, question) if shown else "") + final.text
-        final.reasons[:0] = notes
-        final.question = asked
-        final.timings["total_ms"] = (time.perf_counter() - t0) * 1000
-        yield final
+                answer = self.generator.generate(analysis, passages)
+        except GeneratorError as exc:
+            final = self._llm_failed(question, filters, k, [f"{self.generator.name} failed: {exc}"], error=exc)
+        else:
+            answer.timings.update(retrieve_ms=retrieve_ms, generate_ms=(time.perf_counter() - t1) * 1000)
+            final = self._verify(answer, question, filters, k)
+        if stream and final is not answer:
+            yield (self._notice(final, question) if shown else "") + final.text
+        return final
 
     def stream(
         self, question: str, filters: Filters | None = None, history: list[str] | None = None, k: int | None = None
