@@ -19,7 +19,8 @@ from qa_app import deadline
 from qa_app.config import Settings, get_settings
 from qa_app.grounding import check
 from qa_app.grounding import label as part_label
-from qa_app.index.hybrid import Filters, HybridSearcher
+from qa_app.index.errors import StorageError
+from qa_app.index.hybrid import FilterError, Filters, HybridSearcher
 from qa_app.index.query import Query
 from qa_app.index.scope import QuestionScope, coverage_text, split_compared, with_explicit_years
 from qa_app.index.scope import resolve as resolve_scope
@@ -83,10 +84,17 @@ class EmptyIndexError(RuntimeError):
     """Nothing has been ingested yet."""
 
 
+# What asking can end in that the asker should read as it is (each message says what to do),
+# rather than as an internal error: the page and the MCP tools show these; the API maps each to
+# its status.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    QuestionError, EmptyIndexError, GeneratorError, StorageError, FilterError, deadline.DeadlineExceeded)
+
+
 class Assistant:
     def __init__(self, settings: Settings | None = None, index: Index | None = None, generator: Generator | None = None):
         self.settings = settings or get_settings()
-        self.index = index or Index(self.settings)
+        self.index = index if index is not None else Index(self.settings)  # not `or`: an empty Index is falsy
         self.searcher = HybridSearcher(self.index)
         self.generator = generator or make_generator(self.settings)
         self._extractive: Generator | None = None
@@ -94,7 +102,7 @@ class Assistant:
     @property
     def uses_llm(self) -> bool:
         """Is the generator a model whose answers must be verified (and may condense follow-ups)?"""
-        return all(hasattr(self.generator, a) for a in ("condense", "finish", "prepare", "stream_messages"))
+        return self.generator.is_llm
 
     @property
     def extractive(self) -> Generator:

@@ -12,11 +12,30 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
+
+class _Commands(TyperGroup):
+    """Every command: an index that cannot be used (a read-only folder, a damaged file, a busy
+    writer) is one plain message and exit status 1, never a traceback."""
+
+    def invoke(self, ctx):
+        from qa_app.index.errors import StorageError
+        from qa_app.index.lock import IndexBusyError
+
+        try:
+            return super().invoke(ctx)
+        except StorageError as exc:
+            _fail(exc.message)
+        except IndexBusyError as exc:
+            _fail(str(exc))
+
+
 app = typer.Typer(
+    cls=_Commands,
     help="qa-app: grounded question answering over Chinese reports (offline by default).\n\n"
     "Typical use: `qa-app serve` (chat page + API), or `qa-app ingest seeds/` once and then "
     "`qa-app ask \"2023年海淀区地区生产总值增长了多少？\"`.",
@@ -57,15 +76,12 @@ def _assistant(settings):
 
 
 def _filters(assistant, doc: list[str] | None, year: list[int] | None):
-    from qa_app.index.hybrid import Filters
+    from qa_app.index.hybrid import FilterError, make_filters
 
-    if not doc and not year:
-        return None
-    known = {d.doc_id for d in assistant.index.documents()}
-    unknown = sorted(set(doc or ()) - known)
-    if unknown:
-        _fail(f"no document {', '.join(unknown)} in the index (see `qa-app documents`)")
-    return Filters(frozenset(doc) if doc else None, frozenset(year) if year else None)
+    try:
+        return make_filters(doc, year, known_docs=assistant.index.snapshot().docs)
+    except FilterError as exc:
+        _fail(str(exc))
 
 
 @app.command()
@@ -190,10 +206,10 @@ def eval_cmd(
         format_table, load_eval_sets, results_document, run_info, settings_fingerprint, write_json,
     )
     from qa_app.llm.base import GeneratorError
-    from qa_app.llm.registry import GENERATORS
+    from qa_app.llm.registry import available
 
-    if backend is not None and backend not in GENERATORS:
-        _fail(f"unknown backend {backend!r}; available: {', '.join(GENERATORS)}")
+    if backend is not None and backend not in available():
+        _fail(f"unknown backend {backend!r}; available: {', '.join(available())}")
     settings = _settings(data_dir, generator=backend)
     try:
         items = load_eval_sets(files)
@@ -316,8 +332,7 @@ def run(data_dir: Optional[Path] = DataDir):
 
     settings = _settings(data_dir)
     index = Index(settings)
-    report = run_ingest([settings.seeds_dir], index, progress=True)
-    typer.echo(f"{report.summary()}. {len(index)} chunks in {len(index.documents())} documents.")
+    _ingest_seeds(index, run_ingest)
     typer.echo("输入问题并回车；空行或 Ctrl-D 退出。 Type a question and press Enter; an empty line or Ctrl-D quits.")
     from qa_app.answer import Assistant, QuestionError
 
@@ -330,44 +345,26 @@ def run(data_dir: Optional[Path] = DataDir):
         typer.echo("")
 
 
-def _backend_status(name: str, settings) -> tuple[bool, str]:
-    """(ready, detail) for one generator backend: configured, and reachable where that applies."""
-    if name == "extractive":
-        return True, "built in, no model needed"
-    if name == "openai":
-        if not settings.llm_base_url and not settings.llm_api_key:
-            return False, "not configured: set QA_LLM_BASE_URL (and QA_LLM_MODEL, QA_LLM_API_KEY)"
-        if not settings.llm_model:
-            return False, "not configured: set QA_LLM_MODEL"
-        import httpx
+def _ingest_seeds(index, run_ingest) -> None:
+    """Index the seeds at start; an index that cannot take writes (read-only, damaged) is said
+    and the command goes on: a read-only index still answers, a damaged one says why it cannot."""
+    from qa_app.index.errors import StorageError
 
-        url = (settings.llm_base_url or "https://api.openai.com/v1").rstrip("/") + "/models"
-        headers = {"Authorization": f"Bearer {settings.llm_api_key}"} if settings.llm_api_key else {}
-        try:
-            r = httpx.get(url, headers=headers, timeout=min(settings.llm_timeout, 5.0))
-        except httpx.HTTPError as exc:
-            return False, f"unreachable: {url} ({type(exc).__name__})"
-        if r.status_code in (401, 403):
-            return False, f"reachable, but the API key was refused (HTTP {r.status_code})"
-        return r.status_code < 500, f"reachable: {url} (HTTP {r.status_code}), model {settings.llm_model}"
-    if name == "transformers":
-        if not settings.llm_model:
-            return False, "not configured: set QA_LLM_MODEL to a local model folder"
-        folder = Path(settings.llm_model).expanduser()
-        if not (folder / "config.json").is_file():
-            return False, f"no model folder at {folder} (config.json missing)"
-        return True, f"model folder {folder}"
-    return False, "unknown backend"
+    try:
+        report = run_ingest([index.settings.seeds_dir], index, progress=True)
+        typer.echo(f"{report.summary()}. {len(index)} chunks in {len(index.documents())} documents.")
+    except StorageError as exc:
+        typer.secho(f"warning: {exc.message}", fg=typer.colors.YELLOW, err=True)
 
 
 @app.command()
 def backends(data_dir: Optional[Path] = DataDir):
     """List the answer generators, whether each is configured and reachable, and which one is active."""
-    from qa_app.llm.registry import GENERATORS
+    from qa_app.llm.registry import available, readiness
 
     settings = _settings(data_dir)
-    for name in GENERATORS:
-        ready, detail = _backend_status(name, settings)
+    for name in available():
+        ready, detail = readiness(name, settings)  # each backend checks itself
         mark = "*" if name == settings.generator else " "
         typer.echo(f"{mark} {name:<13} {'ready' if ready else 'not ready':<10} {detail}")
     typer.echo("(* = active: QA_GENERATOR)")
@@ -391,8 +388,7 @@ def serve(
     settings = _settings(data_dir, host=host, port=port)
     index = Index(settings)
     if not no_ingest:
-        report = run_ingest([settings.seeds_dir], index, progress=True)
-        typer.echo(f"{report.summary()}. {len(index)} chunks in {len(index.documents())} documents.")
+        _ingest_seeds(index, run_ingest)
     app_ = create_app(settings, Assistant(settings, index=index))
     typer.echo(f"Chat page: http://{settings.host}:{settings.port}/   API docs: http://{settings.host}:{settings.port}/docs")
     uvicorn.run(app_, host=settings.host, port=settings.port, log_level="warning")

@@ -427,7 +427,7 @@ class PoolReport:
 
 def build_pool(index, paragraphs: Iterable[Paragraph], progress: bool = True) -> PoolReport:
     """Make ``index`` hold exactly these paragraphs, one document each, written through
-    ``Index.put_document`` under one writer lock: paragraphs already there unchanged are kept
+    ``Index.put_documents`` under one writer lock (embedded before it): paragraphs already there unchanged are kept
     (so a pool is reused, and a half-built one resumes, the embedding cache keeping the vectors
     made so far), CMRC paragraphs of another file are deleted. A folder holding any other kind
     of document is refused, so a pool never deletes or mixes with a real index."""
@@ -440,22 +440,23 @@ def build_pool(index, paragraphs: Iterable[Paragraph], progress: bool = True) ->
         raise PoolError(f"{index.data_dir} holds {len(foreign)} documents that are not CMRC paragraphs "
                         f"({foreign[0]}, …): give the pool a folder of its own")
     report = PoolReport()
+    todo = [prepare(p, index.settings) for doc_id, p in wanted.items()
+            if doc_id not in existing or existing[doc_id].sha256 != p.sha256]
+    report.unchanged = len(wanted) - len(todo)
+    chunks = [c for t in todo for c in t.chunks]
+    # Embedded before the writer lock is taken (the slow part; the cache keeps what is made).
+    with tqdm(total=index.unit_count(chunks), desc="Embedding CMRC paragraphs", disable=not progress or not chunks) as bar:
+        vectors = index.embed_chunks(chunks, progress=bar)
+    batch, start = [], 0
+    for t in todo:
+        batch.append((t.doc, t.chunks, t.tokens, vectors[start : start + len(t.chunks)]))
+        start += len(t.chunks)
     with index.writing("CMRC pool"):
         for doc_id in sorted(set(existing) - set(wanted)):
             index.delete_document(doc_id)
             report.removed += 1
-        todo = [prepare(p, index.settings) for doc_id, p in wanted.items()
-                if doc_id not in existing or existing[doc_id].sha256 != p.sha256]
-        report.unchanged = len(wanted) - len(todo)
-        chunks = [c for t in todo for c in t.chunks]
-        with tqdm(total=index.unit_count(chunks), desc="Embedding CMRC paragraphs", disable=not progress or not chunks) as bar:
-            vectors = index.embed_chunks(chunks, progress=bar)
-        start = 0
-        for t in todo:
-            index.put_document(t.doc, t.chunks, t.tokens, vectors[start : start + len(t.chunks)])
-            start += len(t.chunks)
-            report.added += 1
-            report.chunks += len(t.chunks)
+        index.put_documents(batch)
+    report.added, report.chunks = len(todo), len(chunks)
     return report
 
 

@@ -3,29 +3,39 @@
 The catalog (SQLite) is the source of truth. The checks look for what a crash, a disk
 problem or a hand edit could leave behind:
 - a writer running now, a lock left by a killed writer, a write that never finished;
-- SQLite pages that fail the database's own check;
+- a catalog that cannot be opened (not SQLite, cut short, emptied while vectors remain) or
+  whose pages fail SQLite's own check; a data folder this process may not write to;
+- leftovers of uploads that never finished (``index/leftovers.py``);
 - vectors in Chroma for chunks the catalog does not list, catalog chunks without vectors,
   or a Chroma store that cannot be read at all;
 - BM25 rows (rebuilt from the catalog's token lists) that differ from the catalog's chunks,
   and documents whose recorded chunk count differs from their chunks;
 - documents whose source file changed since it was indexed, or is gone.
 
-``repair=True`` fixes what can be fixed without losing anything: orphan vectors deleted,
-missing vectors restored (from the embedding cache, else re-embedded), a damaged Chroma
-store rebuilt from the catalog, token lists re-tokenised, changed files re-ingested. A
-document whose file is gone stays indexed (it is reported; ``qa-app delete`` removes it).
+``repair=True`` fixes what can be fixed without losing anything: a damaged catalog moved
+aside (``catalog.sqlite.damaged-<time>``) and rebuilt from the source files, a damaged
+Chroma store moved aside and rebuilt from the catalog, upload leftovers swept, orphan vectors
+deleted, missing vectors restored (from the embedding cache, else re-embedded), token lists
+re-tokenised, changed files re-ingested. A document whose file is gone stays indexed (it is
+reported; ``qa-app delete`` removes it). Nothing damaged is deleted.
+
+No check lets a storage failure escape as a traceback: a ``StorageError`` becomes a finding.
 """
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 from qa_app.index.bm25 import BM25Index
+from qa_app.index.errors import DAMAGED, READ_ONLY, StorageError, read_only
+from qa_app.index.leftovers import UPLOADS_DIR, sweep_upload_leftovers
 from qa_app.index.lock import describe_holder, pid_alive
-from qa_app.index.store import Index, VectorDrift
-from qa_app.ingest.pipeline import chunk_tokens, ingest
+from qa_app.index.recovery import read_sources, salvage
+from qa_app.index.store import REBUILD_FLAG, Index, VectorDrift
+from qa_app.ingest.pipeline import chunk_tokens, expand_paths, ingest
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 
@@ -36,7 +46,7 @@ class Finding:
     severity: str  # error: the index is inconsistent (drift); warning: worth knowing; info: context
     message: str
     items: list[str] = field(default_factory=list)
-    fix: Optional[Callable[[], str]] = field(default=None, repr=False, compare=False)
+    fix: Callable[[], str] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "severity": self.severity, "message": self.message,
@@ -87,15 +97,25 @@ class DoctorReport:
 
 
 # --- the checks: each returns findings, with a fix where one is safe ---------------------------
+def check_storage(index: Index) -> list[Finding]:
+    """Whether the catalog opens at all, and whether the folder can be written."""
+    try:
+        _ = index.catalog
+    except StorageError as exc:
+        damaged = exc.kind == DAMAGED
+        return [Finding("catalog_damaged" if damaged else "catalog_unusable", ERROR, exc.message,
+                        [str(exc.path)] if exc.path else [], fix=(lambda: "; ".join(repair_catalog(index))) if damaged else None)]
+    if not index.writable:
+        blocked = index.unwritable_paths()
+        return [Finding("read_only", WARNING, read_only(index.data_dir, f"cannot write {blocked[0]}" if blocked else "").message,
+                        [str(p) for p in blocked])]
+    return []
+
+
 def check_writer(index: Index) -> list[Finding]:
-    holder = index.writer.holder()
-    if index.writer.is_held_elsewhere():
-        return [Finding("writer_running", INFO, f"a writer is running now: {describe_holder(holder)}; "
-                        "differences below may be its work in progress (a repair waits for it)")]
-    out = []
-    if holder and not pid_alive(int(holder.get("pid", 0) or 0)):
-        out.append(Finding("leftover_lock", WARNING, f"the writer lock was left by {describe_holder(holder)}, "
-                           "which is no longer running (killed?); it holds nothing and is cleared by the next write"))
+    out = _check_lock(index)
+    if out and out[0].kind == "writer_running":
+        return out
     interrupted = index.interrupted_write()
     if interrupted and not index.writer.held_here:  # while repairing, the mark is our own
         out.append(Finding(
@@ -106,21 +126,53 @@ def check_writer(index: Index) -> list[Finding]:
     return out
 
 
+def _check_lock(index: Index) -> list[Finding]:
+    holder = index.writer.holder()
+    if index.writer.is_held_elsewhere():
+        return [Finding("writer_running", INFO, f"a writer is running now: {describe_holder(holder)}; "
+                        "differences below may be its work in progress (a repair waits for it)")]
+    if holder and not pid_alive(int(holder.get("pid", 0) or 0)):
+        return [Finding("leftover_lock", WARNING, f"the writer lock was left by {describe_holder(holder)}, "
+                        "which is no longer running (killed?); it holds nothing and is cleared by the next write")]
+    return []
+
+
 def check_catalog(index: Index) -> list[Finding]:
     problem = index.catalog.integrity_problem()
     if problem is None:
         return []
-    return [Finding("catalog_damaged", ERROR, f"the catalog database fails SQLite's integrity check ({problem}); "
-                    "move the data folder aside and re-ingest")]
+    return [Finding("catalog_damaged", ERROR, f"the catalog database {index.catalog_path} fails SQLite's integrity "
+                    f"check ({problem}); a repair moves it aside and rebuilds it from the source files",
+                    [str(index.catalog_path)], fix=lambda: "; ".join(repair_catalog(index)))]
+
+
+def check_leftovers(index: Index) -> list[Finding]:
+    found = sweep_upload_leftovers(index, remove=False)
+    if not found:
+        return []
+    return [Finding("upload_leftovers", ERROR, f"{len(found)} leftovers of uploads that never finished (never indexed; "
+                    "a repair removes the staging folders and moves the files to .upload_leftovers/): "
+                    + ", ".join(found[:10]) + (" …" if len(found) > 10 else ""), found,
+                    fix=lambda: _sweep_note(index))]
+
+
+def _sweep_note(index: Index) -> str:
+    swept = sweep_upload_leftovers(index, remove=True)
+    return f"swept {len(swept)} upload leftovers: " + ", ".join(swept[:10]) if swept else "no upload leftovers to sweep"
 
 
 def check_vectors(index: Index) -> list[Finding]:
     try:
         drift = index.vector_drift()
+    except StorageError as exc:
+        if exc.kind == READ_ONLY:
+            return [Finding("vectors_unchecked", WARNING, f"the vectors cannot be checked: {exc.message}")]
+        return [Finding("vectors_unreadable", ERROR, f"the vector store cannot be read: {exc.message}",
+                        [str(exc.path)] if exc.path else [], fix=lambda: _rebuild_vectors_note(index))]
     except Exception as exc:  # noqa: BLE001 - any failure to read the store is the finding
         return [Finding("vectors_unreadable", ERROR, f"the vector store cannot be read ({type(exc).__name__}: {exc})",
-                        fix=lambda: f"rebuilt the vector store with {index.rebuild_vectors()} vectors")]
-    fix = lambda: _drift_note(index.reconcile())  # noqa: E731 - one fix shared by both findings, run once
+                        fix=lambda: _rebuild_vectors_note(index))]
+    fix = lambda: _drift_note(index.reconcile())
     out = []
     if drift.orphans:
         out.append(Finding("orphan_vectors", ERROR, f"{len(drift.orphans)} vectors in Chroma belong to no catalog chunk",
@@ -133,6 +185,14 @@ def check_vectors(index: Index) -> list[Finding]:
 
 def _drift_note(drift: VectorDrift) -> str:
     return f"deleted {len(drift.orphans)} orphan vectors, restored {len(drift.missing)} missing vectors"
+
+
+def _rebuild_vectors_note(index: Index) -> str:
+    before = len(index.moved_aside)
+    count = index.rebuild_vectors()
+    moved = index.moved_aside[before:]
+    return (f"moved the damaged vector store aside to {moved[0]} and " if moved else "") + \
+        f"rebuilt the vector store with {count} vectors from the catalog"
 
 
 def check_bm25(index: Index) -> list[Finding]:
@@ -174,10 +234,6 @@ def check_sources(index: Index) -> list[Finding]:
     return out
 
 
-# In repair order: the catalog's own content first, since restoring vectors reads it.
-CHECKS = (check_writer, check_catalog, check_bm25, check_vectors, check_sources)
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -200,28 +256,170 @@ def _reingest(index: Index, doc_ids: list[str], force: bool) -> str:
     return f"re-ingested {len(paths)} files: {report.summary()}" + (f" ({failed})" if failed else "")
 
 
+# --- rebuilding a lost catalog ----------------------------------------------------------------
+def repair_catalog(index: Index) -> list[str]:
+    """Move the damaged catalog aside and rebuild it from the source files (holding the writer lock).
+
+    Which documents were indexed, and from which files: ``sources.json``, what can still be
+    read from the damaged file, and the document ids of the stored vectors; their files are
+    looked for where they were, then in the seeds and ``uploads/`` (with its manifest
+    metadata). When nothing says, the seeds and every upload are indexed. Vectors come from
+    the embedding cache when it can be read from the damaged file, else everything is
+    embedded again.
+    """
+    notes: list[str] = []
+    try:
+        in_vectors: set[str] | None = index.chroma.doc_ids()
+    except StorageError:
+        in_vectors = None
+    recorded = read_sources(index.data_dir)
+    aside = index.replace_catalog()
+    if aside is not None:
+        notes.append(f"moved the damaged catalog aside to {aside} (kept, not deleted)")
+        found = salvage(aside, into=index.catalog)
+    else:
+        found = None
+    cached = index.catalog.count_cached()
+    if found is not None and found.problems:
+        notes.append("from the damaged catalog: " + "; ".join(found.problems))
+    notes.append(f"kept {cached} cached sentence vectors from the damaged catalog" if cached else
+                 "the embedding cache was in the damaged catalog and could not be read: every sentence is embedded again")
+    paths, lost, guessed = _rebuild_sources(index, found.documents if found else {}, recorded, in_vectors)
+    if guessed:
+        notes.append("nothing recorded which documents were indexed: indexing the seeds and every upload")
+    if index.vector_store_damaged():
+        notes.append(_rebuild_vectors_note(index))
+    index.catalog.set_flag(REBUILD_FLAG, json.dumps({"paths": [str(p) for p in paths], "lost": lost,
+                                                     "aside": str(aside) if aside else None}, ensure_ascii=False))
+    notes += _finish_rebuild(index, cached)
+    return notes
+
+
+def _finish_rebuild(index: Index, cached: int | None = None) -> list[str]:
+    """Ingest what the rebuild plan lists (files already indexed are skipped), drop the vectors
+    no rebuilt document has, then clear the plan."""
+    plan = index.unfinished_rebuild() or {}
+    paths = [Path(p) for p in plan.get("paths", [])]
+    gone = [p for p in paths if not p.is_file()]
+    cached = index.catalog.count_cached() if cached is None else cached
+    report = ingest([p for p in paths if p.is_file()], index, progress=False)
+    embedded = index.catalog.count_cached() - cached
+    notes = [f"rebuilt the catalog from {len(paths) - len(gone)} source files: {report.summary()}"
+             + (f"; {embedded} sentences embedded again" if embedded else "; all vectors from the embedding cache")]
+    if report.failed:
+        notes.append("could not index: " + "; ".join(f"{Path(k).name}: {v}" for k, v in report.failed.items()))
+    drift = index.reconcile()
+    if drift.orphans:
+        notes.append(f"deleted {len(drift.orphans)} vectors no rebuilt document has")
+    lost = list(plan.get("lost", [])) + [p.name for p in gone]
+    if lost:
+        notes.append(f"{len(lost)} documents could not be rebuilt, their source files are gone: " + ", ".join(lost[:20])
+                     + (" …" if len(lost) > 20 else "") + (f" (see {plan['aside']})" if plan.get("aside") else "")
+                     + "; ingest them again where they are now")
+    index.catalog.set_flag(REBUILD_FLAG, None)
+    return notes
+
+
+def check_rebuild(index: Index) -> list[Finding]:
+    plan = index.unfinished_rebuild()
+    if plan is None:
+        return []
+    paths = plan.get("paths", [])
+    return [Finding("unfinished_rebuild", ERROR, f"a rebuild of the catalog never finished ({len(paths)} source files "
+                    "to index); a repair finishes it", paths, fix=lambda: "; ".join(_finish_rebuild(index)))]
+
+
+def _rebuild_sources(index: Index, salvaged: dict[str, str], recorded: dict[str, str],
+                     in_vectors: set[str] | None) -> tuple[list[Path], list[str], bool]:
+    """(files to ingest, document ids whose file is nowhere, whether nothing said what was indexed)."""
+    folders = [Path(index.settings.seeds_dir), index.data_dir / UPLOADS_DIR]
+    files, _ = expand_paths([f for f in folders if f.is_dir()])
+    nearby: dict[str, Path] = {}
+    for f in files:
+        nearby.setdefault(f.name, f)
+    known = {**recorded, **salvaged}
+    wanted = set(known) | (in_vectors or set())
+    if not wanted:
+        return sorted(nearby.values()), [], True
+    paths, lost = [], []
+    for doc_id in sorted(wanted):
+        source = Path(known[doc_id]) if doc_id in known else None
+        if source is not None and source.is_file():
+            paths.append(source)
+        elif doc_id in nearby:
+            paths.append(nearby[doc_id])
+        else:
+            lost.append(doc_id)
+    return paths, lost, False
+
+
+# In repair order: the catalog's own content first, since restoring vectors reads it; an unfinished
+# rebuild before upload leftovers (it re-indexes uploads), and those early, so an upload that
+# starts waiting for the repair's lock is not mistaken for one.
+CHECKS = (check_writer, check_catalog, check_rebuild, check_leftovers, check_bm25, check_vectors, check_sources)
+
+
 # --- running them ---------------------------------------------------------------------------
 def _examine(index: Index) -> list[Finding]:
-    return [finding for check in CHECKS for finding in check(index)]
+    out = check_storage(index)
+    if out and out[0].kind.startswith("catalog_"):
+        return _check_lock(index) + out  # nothing else can be checked without the catalog
+    for check in CHECKS:
+        try:
+            found = check(index)
+        except StorageError as exc:
+            found = [Finding("storage", ERROR, exc.message, [str(exc.path)] if exc.path else [])]
+        out += found
+        if any(f.kind == "catalog_damaged" for f in found) or any(f.kind == "storage" for f in found):
+            break  # the other checks read what is damaged
+    return out
 
 
-def run_doctor(settings, repair: bool, *, index: Optional[Index] = None) -> DoctorReport:
-    """Check the index at ``settings``' data folder; with ``repair``, fix what can be fixed and check again."""
+def _counts(index: Index) -> tuple[int, int]:
+    try:
+        return len(index.catalog.documents()), index.catalog.count_chunks()
+    except StorageError:
+        return 0, 0
+
+
+def _catalog_damage(index: Index) -> bool:
+    """Whether the catalog is damaged (a StorageError for other failures a repair cannot mend)."""
+    try:
+        return index.catalog.integrity_problem() is not None
+    except StorageError as exc:
+        if exc.kind != DAMAGED:
+            raise
+        return True
+
+
+def run_doctor(settings, repair: bool, *, index: Index | None = None) -> DoctorReport:
+    """Check the index at ``settings``' data folder; with ``repair``, fix what can be fixed and check again.
+
+    A repair raises a StorageError when the folder is read-only (nothing can be fixed there)."""
     index = Index(settings) if index is None else index  # (an Index with no chunks is falsy)
     found = _examine(index)
-    report = DoctorReport(str(index.data_dir), len(index.catalog.documents()), index.catalog.count_chunks(), found)
+    report = DoctorReport(str(index.data_dir), *_counts(index), found)
     if not repair:
         return report
-    with index.writing("doctor --repair", on_wait=report.notes.append) as healed:
-        if healed is not None:
-            report.notes.append("finished the interrupted write: " + _drift_note(healed))
-        # Re-examine under the lock: a writer that was running may have finished (or fixed) things.
-        done: list[Callable] = []
-        for finding in _examine(index):
-            if finding.fix is not None and finding.severity == ERROR and finding.fix not in done:
-                done.append(finding.fix)
-                report.notes.append(finding.fix())
+    blocked = index.unwritable_paths()
+    if blocked:
+        raise read_only(index.data_dir, f"cannot write {blocked[0]}; nothing was repaired")
+    with index.writer.hold("doctor --repair", on_wait=report.notes.append):
+        # What every other repair reads is mended first, each as its own marked write.
+        if _catalog_damage(index):
+            report.notes.extend(repair_catalog(index))
+        if index.vector_store_damaged():
+            report.notes.append(_rebuild_vectors_note(index))
+        with index.writing("doctor --repair", on_wait=report.notes.append) as healed:
+            if healed is not None:
+                report.notes.append("finished the interrupted write: " + _drift_note(healed))
+            # Re-examine under the lock: a writer that was running may have finished (or fixed) things.
+            done: list[Callable] = []
+            for finding in _examine(index):
+                if finding.fix is not None and finding.severity == ERROR and finding.fix not in done:
+                    done.append(finding.fix)
+                    report.notes.append(finding.fix())
     report.repaired = True
     report.remaining = _examine(index)
-    report.documents, report.chunks = len(index.catalog.documents()), index.catalog.count_chunks()
+    report.documents, report.chunks = _counts(index)
     return report

@@ -59,8 +59,8 @@ def build_server(assistant: "Assistant") -> "MCPServer":
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
 
-    from qa_app.answer import EmptyIndexError, QuestionError
-    from qa_app.llm.errors import GeneratorError
+    from qa_app import deadline
+    from qa_app.answer import USER_ERRORS
 
     server = MCPServer(
         name="qa-app",
@@ -68,6 +68,8 @@ def build_server(assistant: "Assistant") -> "MCPServer":
                      "passages. Use `ask` for an answer (it refuses when the reports do not say), `search` for "
                      "passages, `list_documents` for what is indexed.",
     )
+
+    time_limit = assistant.settings.request_timeout_s  # the API's limit, stopping the work the same way
 
     def checked_k(top_k: int | None) -> int | None:
         if top_k is not None and not 1 <= top_k <= MAX_TOP_K:
@@ -77,8 +79,8 @@ def build_server(assistant: "Assistant") -> "MCPServer":
     @server.tool(description="Answer a question from the reports, with citations; refuses when they do not say.")
     def ask(question: str, history: list[str] | None = None, top_k: int | None = None) -> AnswerOut:
         try:
-            answer = assistant.ask(question, k=checked_k(top_k), history=history or None)
-        except (QuestionError, EmptyIndexError, GeneratorError) as exc:
+            answer = deadline.within(time_limit, lambda: assistant.ask(question, k=checked_k(top_k), history=history or None))
+        except USER_ERRORS as exc:
             raise ToolError(str(exc)) from exc
         return AnswerOut(answer=answer.text, refused=answer.refused, citations=[
             CitationOut(n=c.n, doc_id=c.doc_id, title=c.title, date=c.date, section=c.section, place=c.place, quote=c.quote)
@@ -87,8 +89,8 @@ def build_server(assistant: "Assistant") -> "MCPServer":
     @server.tool(description="The passages of the reports that best match a query, best first.")
     def search(query: str, top_k: int = 5) -> list[PassageOut]:
         try:
-            passages = assistant.search(query, k=checked_k(top_k))
-        except (QuestionError, EmptyIndexError) as exc:
+            passages = deadline.within(time_limit, lambda: assistant.search(query, k=checked_k(top_k)))
+        except USER_ERRORS as exc:
             raise ToolError(str(exc)) from exc
         return [PassageOut(doc_id=p.doc.doc_id, title=p.doc.title, date=p.doc.date, place=p.doc.scope.place,
                            section=p.chunk.section, text=p.chunk.text, score=round(p.score, 6)) for p in passages]

@@ -300,20 +300,11 @@ def build_pool(index, texts: list[str], progress: bool = True) -> int:
         return 0
     with tqdm(total=index.unit_count([c for _, c in todo]), unit="sentence", desc="Embedding RGB pool", disable=not progress) as bar:
         vectors = index.embed_chunks([chunk for _, chunk in todo], progress=bar)
-    # One batched write instead of a put_document per passage (7k small writes), in the
-    # Index's own order: vectors first, then the catalog, which is all readers trust.
-    with index.writing("RGB pool"):
-        index.chroma.upsert(
-            [chunk.chunk_id for _, chunk in todo], vectors, [_pool_meta(doc) for doc, _ in todo]
-        )
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-        for doc, chunk in todo:
-            index.catalog.replace_document(doc, [chunk], [tokens(chunk.index_text())], stamp)
+    # One batched write (Index.put_documents: vectors, one catalog transaction, sweep) instead of
+    # a write per passage (7k small writes).
+    index.put_documents([(doc, [chunk], [tokens(chunk.index_text())], [vector])
+                         for (doc, chunk), vector in zip(todo, vectors)])
     return len(todo)
-
-
-def _pool_meta(doc: DocumentInfo) -> dict[str, Any]:
-    return {"doc_id": doc.doc_id, "year": doc.year or 0, "ordinal": 0, "kind": "text"}
 
 
 def contains_answer(text: str, answer: Any) -> bool:

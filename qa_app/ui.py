@@ -18,10 +18,9 @@ import gradio as gr  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
 from qa_app import deadline  # noqa: E402
-from qa_app.answer import Assistant, EmptyIndexError, QuestionError  # noqa: E402
+from qa_app.answer import USER_ERRORS, Assistant  # noqa: E402
 from qa_app.highlight import highlight_html  # noqa: E402
 from qa_app.index.hybrid import FilterError, make_filters  # noqa: E402
-from qa_app.llm.base import GeneratorError  # noqa: E402
 from qa_app.models import Answer, Citation  # noqa: E402
 
 TITLE = "海淀区报告问答"
@@ -137,7 +136,7 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
                 yield messages, "", asked
                 if not assistant.uses_llm:  # whole sentences: pace them so the answer visibly grows
                     time.sleep(STREAM_DELAY)
-        except (QuestionError, EmptyIndexError, GeneratorError, deadline.DeadlineExceeded) as exc:
+        except USER_ERRORS as exc:
             messages[-1] = {"role": "assistant", "content": f"⚠️ {_e(str(exc))}"}
             yield messages, "", asked
             return

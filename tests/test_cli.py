@@ -42,7 +42,7 @@ def test_errors_are_clear(tmp_path, seeds_index):
     out = run(["delete", "nope.txt"], seeds_index.data_dir)
     assert out.returncode == 1 and "no document" in out.stderr
     out = run(["ask", "--doc", "nope.txt", "地区生产总值"], seeds_index.data_dir)
-    assert out.returncode == 1 and "no document nope.txt" in out.stderr
+    assert out.returncode == 1 and "Unknown document id(s): nope.txt" in out.stderr  # the API's words too
     out = run(["search", "-k", "-3", "地区生产总值"], seeds_index.data_dir)
     assert out.returncode == 2
 

@@ -216,15 +216,26 @@ def test_a_writer_that_cannot_wait_is_told_who_holds_the_lock(tmp_path):
 
 def test_two_concurrent_ingests_run_one_after_the_other(tmp_path, seeds_index):
     data = data_dir_with_cache(tmp_path, seeds_index)
-    first = subprocess.Popen(qa_ingest_cmd(data), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    go = tmp_path / "go"
+    # Writes hold the lock only briefly (each document's, after it was embedded), so the first is
+    # held inside its last document's write until the second has said it waits for it.
+    first = subprocess.Popen(qa_ingest_cmd(data), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "QA_TEST_PAUSE_AT": "vectors:5", "QA_TEST_PAUSE_UNTIL": str(go)})
     lock = data / "writer.lock"
-    while first.poll() is None and not (lock.is_file() and lock.read_text()):
+    while first.poll() is None and not (documents_on_disk(data) == 4 and lock.is_file() and lock.read_text()):
         time.sleep(0.01)
-    second = run_cmd(qa_ingest_cmd(data), tmp_path)
+    second_err = tmp_path / "second.err"
+    with second_err.open("w") as err_file:
+        second = subprocess.Popen(qa_ingest_cmd(data), cwd=tmp_path, stdout=subprocess.PIPE, stderr=err_file, text=True)
+        while second.poll() is None and "waiting for" not in second_err.read_text():
+            time.sleep(0.02)
+        go.touch()
+        second_out, _ = second.communicate(timeout=600)
     out, err = first.communicate(timeout=600)
-    assert first.returncode == 0 and second.returncode == 0, (err, second.stderr)
-    assert "waiting for ingest" in second.stderr and f"pid {first.pid}" in second.stderr
-    assert "5 added" in out and "5 unchanged" in second.stdout  # the second saw the first's work
+    second_stderr = second_err.read_text()
+    assert first.returncode == 0 and second.returncode == 0, (err, second_stderr)
+    assert "waiting for ingest" in second_stderr and f"pid {first.pid}" in second_stderr
+    assert "5 added" in out and "5 unchanged" in second_out  # the second saw the first's work
 
     # Then what a disk problem or a hand edit could break, repaired without re-embedding:
     shutil.rmtree(data / "chroma")  # the whole vector store lost
@@ -240,7 +251,7 @@ def test_two_concurrent_ingests_run_one_after_the_other(tmp_path, seeds_index):
     assert_whole(index, seeds_index)
 
 
-def test_queries_answer_while_threads_ingest_one_at_a_time(tmp_path, seeds_index, caplog):
+def test_queries_answer_while_threads_ingest_one_at_a_time(tmp_path, seeds_index, caplog, monkeypatch):
     docs = tmp_path / "docs"
     shutil.copytree(SEEDS, docs)
     index = open_index(data_dir_with_cache(tmp_path, seeds_index), seeds_index)
@@ -257,6 +268,11 @@ def test_queries_answer_while_threads_ingest_one_at_a_time(tmp_path, seeds_index
         except BaseException as exc:  # noqa: BLE001 - any failure is the finding
             errors.append(exc)
 
+    go = tmp_path / "go"
+    # The first writer is held inside its write (vectors upserted, catalog not yet) until a query
+    # has been answered meanwhile and the second writer has said it waits.
+    monkeypatch.setenv("QA_TEST_PAUSE_AT", "vectors:1")
+    monkeypatch.setenv("QA_TEST_PAUSE_UNTIL", str(go))
     threads = [threading.Thread(target=writer)]
     threads[0].start()
     while threads[0].is_alive() and not index.writer.held_here:
@@ -269,6 +285,8 @@ def test_queries_answer_while_threads_ingest_one_at_a_time(tmp_path, seeds_index
         assert "6%" in answer.text
         if holding and index.writer.held_here:
             answered_during_write.append(answer)
+        if answered_during_write and "waiting for another thread" in caplog.text:
+            go.touch()
     for t in threads:
         t.join()
     assert not errors, errors

@@ -233,7 +233,7 @@ def test_slow_request_gets_504(seeds_index):
         release.wait(60)
         raise RuntimeError("released")
 
-    slow.ask = slow.search = stuck
+    slow.searcher.search = stuck  # every answering route retrieves first
     chat = {"model": "qa-app", "messages": [{"role": "user", "content": GDP_Q}]}
     try:
         with serve(app_for(slow)) as url:

@@ -2,6 +2,7 @@
 server and the chat page mounted beside them."""
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -12,7 +13,11 @@ from qa_app.api import answers, documents, health, openai_chat
 from qa_app.api.errors import error_response, install_handlers
 from qa_app.api.limits import API_PREFIX, GuardMiddleware, RateLimitMiddleware
 from qa_app.config import Settings, get_settings
+from qa_app.index.errors import StorageError
+from qa_app.index.leftovers import sweep_upload_leftovers
 from qa_app.wall import WallMiddleware
+
+log = logging.getLogger("qa_app.api")
 
 
 def _mcp_server(assistant: Assistant):
@@ -25,6 +30,18 @@ def _mcp_server(assistant: Assistant):
         return None
 
 
+def _sweep_leftovers(assistant: Assistant) -> None:
+    """What uploads killed mid-way left behind (a staging folder, a file never indexed), swept at
+    start-up; a read-only or damaged index is reported by /healthz instead."""
+    try:
+        swept = sweep_upload_leftovers(assistant.index, remove=True)
+    except StorageError as exc:
+        log.warning("leftovers of killed uploads not swept: %s", exc.message)
+        return
+    if swept:
+        log.warning("swept the leftovers of killed uploads: %s", ", ".join(swept))
+
+
 def create_app(settings: Settings | None = None, assistant: Assistant | None = None, with_ui: bool = True) -> FastAPI:
     if settings is None:
         settings = assistant.settings if assistant is not None else get_settings()
@@ -34,6 +51,7 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
 
     @asynccontextmanager
     async def lifespan(_app):
+        _sweep_leftovers(assistant)
         if mcp_server is None:
             yield
             return

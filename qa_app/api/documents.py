@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import threading
 import unicodedata
-import uuid
 from pathlib import Path
 
 from fastapi import APIRouter, File, Form, UploadFile
@@ -15,7 +13,8 @@ from qa_app.answer import Assistant
 from qa_app.api.errors import MIB, ApiError
 from qa_app.api.limits import API_PREFIX
 from qa_app.api.views import document_dict
-from qa_app.ingest.loaders import LoaderError, supported
+from qa_app.index.leftovers import upload_staging
+from qa_app.ingest.loaders import LoaderError, TooLarge, supported
 
 
 def safe_filename(name: str | None) -> str:
@@ -90,68 +89,70 @@ def router(assistant: Assistant) -> APIRouter:
             raise ApiError(422, str(exc)) from exc
         if "title" in entry and len(files) > 1:
             raise ApiError(422, "title 只能用于单个文件。(A title can only be given with one file.)")
-        with write_lock:
-            staging = Path(index.data_dir) / ".upload_staging" / uuid.uuid4().hex
-            try:
-                staging.mkdir(parents=True)
-                staged: dict[str, Path] = {}
-                given: dict[str, str] = {}
-                existing = {d.doc_id for d in index.documents()} | {p.name for p in uploads_dir.glob("*")}
-                for f in files:
-                    name = safe_filename(f.filename)
-                    conflict = _name_conflict(f.filename or "", name, given, existing)
-                    if conflict and not (replace and name not in given):
-                        raise ApiError(409, conflict, param="files", code="name_conflict", existing=name)
-                    given[name] = f.filename or ""
-                    target = staging / name
-                    if target.resolve().parent != staging.resolve():  # belt and braces
-                        raise ApiError(400, f"文件名无效：{name!r}。(Invalid file name.)")
-                    size = 0
-                    with target.open("wb") as out:
-                        while block := f.file.read(MIB):
-                            size += len(block)
-                            if size > max_file:
-                                raise ApiError(413, f"{name}: 文件过大（上限 {settings.max_upload_mb} MB）。"
-                                                    f"(The file is larger than {settings.max_upload_mb} MB.)")
-                            out.write(block)
-                    staged[name] = target
-                # Check every file reads, cleans and chunks before anything is saved or indexed.
-                failed: dict[str, str] = {}
-                for name, path in staged.items():
-                    try:
-                        prepare(path, index.settings, hashlib.sha256(path.read_bytes()).hexdigest())
-                    except (LoaderError, OSError, UnicodeError) as exc:
-                        failed[name] = str(exc)
-                if failed:
-                    status = 415 if any(not supported(staged[n]) for n in failed) else 422
-                    raise ApiError(status, "; ".join(failed.values()), failed=failed)
-                uploads_dir.mkdir(parents=True, exist_ok=True)
-                saved, previous = [], {}
-                for name, path in staged.items():
-                    final = uploads_dir / name
-                    if final.exists():  # kept aside until the new version is indexed
-                        previous[name] = staging / f".previous-{name}"
-                        final.replace(previous[name])
-                    path.replace(final)
-                    saved.append(final)
-                old_entries = update_manifest(uploads_dir, {p.name: entry for p in saved}) if entry else {}
-                report = ingest(saved, index, progress=False)
-                failed = {Path(k).name: v for k, v in report.failed.items()}
-                # A file the index refused (a duplicate, a name taken by another document) must
-                # not linger in uploads/, nor replace the version that stays indexed.
-                for name in failed:
-                    if name in previous:
-                        previous[name].replace(uploads_dir / name)
-                    else:
-                        (uploads_dir / name).unlink(missing_ok=True)
-                if entry and failed:
-                    update_manifest(uploads_dir, {name: old_entries.get(name) for name in failed})
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+        index.require_writable()  # a read-only or damaged index: one clear 503 before a byte is staged
+        # The staging folder is marked in use while this runs, so a start-up sweep of a killed
+        # upload's leftovers (qa_app/index/leftovers.py) never takes it for one.
+        with write_lock, upload_staging(index.data_dir) as staging:
+            staged: dict[str, Path] = {}
+            given: dict[str, str] = {}
+            existing = {d.doc_id for d in index.documents()} | {p.name for p in uploads_dir.glob("*")}
+            for f in files:
+                name = safe_filename(f.filename)
+                conflict = _name_conflict(f.filename or "", name, given, existing)
+                if conflict and not (replace and name not in given):
+                    raise ApiError(409, conflict, param="files", code="name_conflict", existing=name)
+                given[name] = f.filename or ""
+                target = staging / name
+                if target.resolve().parent != staging.resolve():  # belt and braces
+                    raise ApiError(400, f"文件名无效：{name!r}。(Invalid file name.)")
+                size = 0
+                with target.open("wb") as out:
+                    while block := f.file.read(MIB):
+                        size += len(block)
+                        if size > max_file:
+                            raise ApiError(413, f"{name}: 文件过大（上限 {settings.max_upload_mb} MB）。"
+                                                f"(The file is larger than {settings.max_upload_mb} MB.)")
+                        out.write(block)
+                staged[name] = target
+            # Check every file reads, cleans and chunks before anything is saved or indexed.
+            failed: dict[str, str] = {}
+            too_large: set[str] = set()
+            for name, path in staged.items():
                 try:
-                    staging.parent.rmdir()  # only when no other upload is staged there
-                except OSError:
-                    pass
+                    prepare(path, index.settings, hashlib.sha256(path.read_bytes()).hexdigest())
+                except (LoaderError, OSError, UnicodeError) as exc:
+                    failed[name] = str(exc)
+                    if isinstance(exc, TooLarge):
+                        too_large.add(name)
+            if failed:
+                # What a file would become (unpacked bytes, characters, chunks) over a limit is a
+                # request too large, like its bytes would be; anything else a bad or unknown file.
+                if any(not supported(staged[n]) for n in failed):
+                    status = 415
+                else:
+                    status = 413 if too_large == set(failed) else 422
+                raise ApiError(status, "; ".join(failed.values()), failed=failed)
+            uploads_dir.mkdir(parents=True, exist_ok=True)
+            saved, previous = [], {}
+            for name, path in staged.items():
+                final = uploads_dir / name
+                if final.exists():  # kept aside until the new version is indexed
+                    previous[name] = staging / f".previous-{name}"
+                    final.replace(previous[name])
+                path.replace(final)
+                saved.append(final)
+            old_entries = update_manifest(uploads_dir, {p.name: entry for p in saved}) if entry else {}
+            report = ingest(saved, index, progress=False)
+            failed = {Path(k).name: v for k, v in report.failed.items()}
+            # A file the index refused (a duplicate, a name taken by another document) must
+            # not linger in uploads/, nor replace the version that stays indexed.
+            for name in failed:
+                if name in previous:
+                    previous[name].replace(uploads_dir / name)
+                else:
+                    (uploads_dir / name).unlink(missing_ok=True)
+            if entry and failed:
+                update_manifest(uploads_dir, {name: old_entries.get(name) for name in failed})
         by_id = {d.doc_id: d for d in index.documents()}
         body = {
             "added": report.added, "updated": report.updated, "unchanged": report.unchanged,
@@ -164,6 +165,7 @@ def router(assistant: Assistant) -> APIRouter:
 
     @router.delete(f"{API_PREFIX}/documents/{{doc_id}}", summary="Remove a document from the index")
     def delete_document(doc_id: str):
+        index.require_writable()
         with write_lock:
             doc = index.document(doc_id)
             if doc is None or not index.delete_document(doc_id):

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qa_app import deadline
 from qa_app.answer import EmptyIndexError, QuestionError
+from qa_app.index.errors import StorageError
 from qa_app.index.hybrid import FilterError
 from qa_app.llm.base import GeneratorError
 
@@ -91,6 +92,11 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(deadline.DeadlineExceeded)
     async def _too_slow(request: Request, exc: deadline.DeadlineExceeded):
         return error_response(504, str(exc))
+
+    @app.exception_handler(StorageError)
+    async def _storage(request: Request, exc: StorageError):
+        # A read-only folder, a damaged catalog: the message names the file and what to do.
+        return error_response(503, exc.message, "storage_error", code=exc.kind)
 
     @app.exception_handler(EmptyIndexError)
     async def _empty_index(request: Request, exc: EmptyIndexError):

@@ -5,6 +5,8 @@ on ``<data dir>/writer.lock``. The kernel drops the lock when its holder dies, e
 SIGKILL, so a crashed writer can never wedge the index; the pid and purpose written into
 the file only serve to tell a waiting writer (and ``qa-app doctor``) who holds it.
 Readers never take the lock: they read catalog snapshots and keep answering meanwhile.
+In a folder this process may not write to, taking the lock is a ``StorageError`` (read-only)
+rather than a PermissionError; asking whether someone else holds it still works.
 """
 from __future__ import annotations
 
@@ -13,10 +15,12 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+
+from qa_app.index.errors import from_os_error
 
 POLL_SECONDS = 0.2
 
@@ -48,7 +52,7 @@ class WriterLock:
         self.path = path
         self._threads = threading.RLock()
         self._depth = 0
-        self._fd: Optional[int] = None
+        self._fd: int | None = None
 
     @property
     def held_here(self) -> bool:
@@ -67,8 +71,15 @@ class WriterLock:
         """True while another process (or another open of the file here) holds the lock."""
         if self._depth:
             return False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            return False  # no data folder yet: nobody writes to it
+        except PermissionError:
+            try:  # a read-only folder or file: flock works on a descriptor opened for reading too
+                fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -79,7 +90,7 @@ class WriterLock:
 
     @contextmanager
     def hold(
-        self, purpose: str, on_wait: Callable[[str], None], timeout: Optional[float] = None
+        self, purpose: str, on_wait: Callable[[str], None], timeout: float | None = None
     ) -> Iterator[bool]:
         """Hold the lock for a block; yields True in the outermost hold (the one that took it)."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -101,9 +112,12 @@ class WriterLock:
         finally:
             self._threads.release()
 
-    def _take_file(self, purpose: str, on_wait: Callable[[str], None], deadline: Optional[float]) -> int:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    def _take_file(self, purpose: str, on_wait: Callable[[str], None], deadline: float | None) -> int:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise from_os_error(exc, self.path, self.path.parent) from exc
         told = False
         while True:
             try:
@@ -120,8 +134,12 @@ class WriterLock:
                     ) from None
                 time.sleep(POLL_SECONDS)
         info = {"pid": os.getpid(), "purpose": purpose, "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+        except OSError as exc:
+            os.close(fd)
+            raise from_os_error(exc, self.path, self.path.parent) from exc
         return fd
 
     def _release_file(self) -> None:

@@ -9,6 +9,15 @@ Every write holds the writer lock (``lock.py``) and marks the catalog "writing" 
 ends cleanly. A writer that finds the mark left behind knows its predecessor died
 mid-write and first reconciles Chroma with the catalog (orphan vectors deleted, missing
 ones restored from the embedding cache), so the next ingest finishes the work.
+
+Storage failures are ``StorageError``s (``errors.py``). A damaged catalog does not stop the
+``Index`` from being built (a server can start and report it through ``health()``): every use
+of the catalog raises the error, and opening is tried again at each use, so a repair is
+picked up. In a folder this process may not write to, the index is read-only: the catalog
+opens read-only, writes are refused before they start, and since embedded Chroma cannot
+open read-only, dense search ranks chunk vectors rebuilt from the embedding cache (the
+same means of the same sentence vectors that Chroma holds). That is also the fallback
+while the vector store is damaged, until ``qa-app doctor --repair`` rebuilds it.
 """
 from __future__ import annotations
 
@@ -17,29 +26,41 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from qa_app.index.bm25 import BM25Index
-from qa_app.index.catalog import Catalog
+from qa_app.index.catalog import Catalog, can_write, sidecars
 from qa_app.index.crash import crash_point
 from qa_app.index.embeddings import embedder_name, make_embeddings
+from qa_app.index.errors import DAMAGED, READ_ONLY, StorageError, read_only
 from qa_app.index.lock import WriterLock
+from qa_app.index.recovery import move_aside, write_sources
 from qa_app.index.sentences import SentenceVectors, mean_vector, units
-from qa_app.index.vector_store import ChromaStore
+from qa_app.index.vector_store import (
+    ChromaStore,
+    embedded_path,
+    forget_embedded,
+    stored_vectors_exist,
+)
 from qa_app.models import Chunk, DocumentInfo
-
 
 log = logging.getLogger(__name__)
 
 WRITING_FLAG = "writing"
+# Set by `doctor --repair` while it refills a new catalog from the source files (what it is
+# ingesting), cleared when done: a repair stopped half-way is finished by the next one, and no
+# sweep takes the uploads not yet re-indexed for never-indexed ones meanwhile.
+REBUILD_FLAG = "rebuilding"
 
 
 def text_hash(text: str) -> str:
@@ -76,17 +97,180 @@ class Snapshot:
         return self.bm25.knows(term) or term.lower() in self.corpus
 
 
+class CachedVectors:
+    """Chunk vectors rebuilt from the embedding cache, searched exactly (the read-only fallback for Chroma)."""
+
+    def __init__(self, ids: list[str], matrix: np.ndarray, docs: np.ndarray):
+        self.ids, self.matrix, self.docs = ids, matrix, docs
+
+    def search(self, vector: np.ndarray, k: int, doc_ids: set[str] | None) -> list[tuple[str, float]]:
+        if not self.ids or k <= 0:
+            return []
+        norm = float(np.linalg.norm(vector))
+        sims = self.matrix @ (vector / norm if norm > 0 else vector)
+        if doc_ids is not None:
+            sims = np.where(np.isin(self.docs, list(doc_ids)), sims, -np.inf)
+        n = min(k, len(self.ids))
+        top = np.argpartition(-sims, n - 1)[:n]
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return [(self.ids[i], float(sims[i])) for i in top if np.isfinite(sims[i])]
+
+
 class Index:
     def __init__(self, settings, embeddings: Embeddings | None = None):
         self.settings = settings
         self.data_dir = Path(settings.resolved_data_dir())
-        self.catalog = Catalog(self.data_dir / "catalog.sqlite")
+        self.catalog_path = self.data_dir / "catalog.sqlite"
         self._embeddings = embeddings
         self._chroma: ChromaStore | None = None
+        self._chroma_error: StorageError | None = None  # why the vector store could not be used, last time
+        self._catalog: Catalog | None = None
+        self._catalog_error: StorageError | None = None
         self._lock = threading.RLock()
         self._snap: Snapshot | None = None
         self._sentences: tuple[int, SentenceVectors] | None = None
+        self._from_cache: tuple[int, CachedVectors] | None = None
+        self._write_depth = 0  # writing() blocks open in the thread holding the writer lock
+        self._sources: dict[str, str] | None = None  # what sources.json says, as last written here
+        self.moved_aside: list[Path] = []  # damaged files this object moved aside (for the repair's report)
         self.writer = WriterLock(self.data_dir / "writer.lock")
+        try:
+            self._catalog = self._open_catalog()
+        except StorageError:
+            pass  # kept in _catalog_error: health() reports it, each use of the catalog raises it
+
+    # --- storage: opening, checking, read-only ---------------------------------------------------
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog; a StorageError when it cannot be opened (tried again at each use)."""
+        cat = self._catalog
+        if cat is not None:
+            return cat
+        with self._lock:
+            if self._catalog is None:
+                self._catalog = self._open_catalog()
+            return self._catalog
+
+    def _open_catalog(self) -> Catalog:
+        try:
+            cat = Catalog(self.catalog_path, read_only=bool(self.unwritable_paths()), has_vectors=self._vectors_on_disk)
+        except StorageError as exc:
+            self._catalog_error = exc
+            raise
+        self._catalog_error = None
+        self._snap, self._sentences, self._from_cache = None, None, None
+        return cat
+
+    def _vectors_on_disk(self) -> bool:
+        return not self.settings.chroma_host and stored_vectors_exist(embedded_path(self.settings))
+
+    def unwritable_paths(self) -> list[Path]:
+        """The index's files and folders this process may not change (a few access() calls)."""
+        paths = [self.data_dir, self.catalog_path, *sidecars(self.catalog_path)[:2], self.writer.path]
+        if not self.settings.chroma_host:
+            chroma = embedded_path(self.settings)
+            paths += [chroma, chroma / "chroma.sqlite3"]
+        return [p for p in paths if (p == self.data_dir or p.exists()) and not can_write(p)]
+
+    @property
+    def writable(self) -> bool:
+        cat = self._catalog
+        return cat is not None and cat.writable and not self.unwritable_paths()
+
+    def require_writable(self) -> None:
+        """Raise the StorageError that would stop a write (a read-only folder, a damaged catalog)
+        before anything is written or embedded."""
+        cat = self.catalog
+        blocked = self.unwritable_paths()
+        if blocked:
+            raise read_only(self.data_dir, f"cannot write {blocked[0]}")
+        if not cat.writable:
+            # The folder was made writable since the catalog was opened read-only: reopen it. The
+            # old connection is left to readers still using it, not closed under them.
+            with self._lock:
+                self._catalog = self._open_catalog()
+                self._chroma_error = None
+
+    def health(self) -> dict[str, Any]:
+        """Whether the index can answer and take writes, for a health probe (no scan beyond the
+        snapshot that queries load anyway): ``status`` ok / empty / degraded, ``reason`` (the
+        bilingual message, None when ok), ``writable``, and ``queries`` (whether questions can be
+        answered: false only when the catalog itself cannot be read)."""
+        try:
+            chunks = len(self.snapshot().chunks)
+        except StorageError as exc:
+            return {"status": "degraded", "reason": exc.message, "writable": False, "queries": False}
+        reasons = []
+        writable = self.writable
+        if not writable:
+            blocked = self.unwritable_paths()
+            reasons.append(read_only(self.data_dir, f"cannot write {blocked[0]}" if blocked else "").message)
+            if not self.settings.chroma_host:
+                reasons.append("向量库（嵌入式 Chroma）无法以只读方式打开：语义检索改用嵌入缓存中的向量。"
+                               "(The embedded vector store cannot be opened read-only: dense search uses the "
+                               "vectors in the embedding cache.)")
+        problem = self._chroma_error
+        if problem is not None and problem.kind != READ_ONLY:
+            reasons.append(problem.message + (" 语义检索暂用嵌入缓存中的向量。(Dense search uses the embedding cache "
+                                              "meanwhile.)" if problem.kind == DAMAGED else ""))
+        status = "degraded" if reasons else ("ok" if chunks else "empty")
+        return {"status": status, "reason": " ".join(reasons) or None, "writable": writable, "queries": True}
+
+    def vector_store_damaged(self) -> bool:
+        """Whether the vector store cannot be opened and listed because it is damaged (other
+        failures, such as an unreachable server, raise)."""
+        try:
+            self.chroma.all_ids()
+        except StorageError as exc:
+            if exc.kind != DAMAGED:
+                raise
+            self._chroma_error = exc  # a rebuild then moves it aside rather than trusting it to empty
+            return True
+        return False
+
+    def replace_catalog(self) -> Path | None:
+        """Move the catalog file aside (never deleted) and open a new, empty one in its place.
+
+        For ``doctor --repair``, which holds the writer lock and then refills it from the source files.
+        """
+        if not self.writer.held_here:
+            raise RuntimeError("replace_catalog() needs the writer lock")
+        with self._lock:
+            old, self._catalog = self._catalog, None
+            if old is not None:
+                old.close()
+            aside = move_aside(self.catalog_path) if self.catalog_path.exists() else None
+            if aside is not None:
+                self.moved_aside.append(aside)
+            cat = self._open_catalog()
+            # Versions of the new catalog start above any the old one can have reached, so no
+            # reader takes the new content for a snapshot it already holds.
+            cat.start_version_at(time.time_ns() // 1000)
+            self._catalog = cat
+            self._sources = None
+        return aside
+
+    def _replace_vector_store(self) -> None:
+        """Empty the vector store; one that cannot be opened or emptied is moved aside and made anew."""
+        if self._chroma_error is None or self._chroma_error.kind != DAMAGED:
+            try:
+                self.chroma.reset()
+                return
+            except StorageError as exc:
+                if exc.kind != DAMAGED or self.settings.chroma_host:
+                    raise
+        if self.settings.chroma_host:
+            raise self._chroma_error  # a server's store is the server's to repair
+        with self._lock:
+            if self._chroma is not None:
+                self._chroma.close()
+                self._chroma = None
+            path = embedded_path(self.settings)
+            forget_embedded(path)
+            if path.exists():
+                self.moved_aside.append(move_aside(path))
+            self._chroma_error = None
+        self.chroma.count()  # opens the new, empty store now: a failure shows here, not mid-refill
 
     # --- components, created on first use ---------------------------------------------------
     @property
@@ -108,7 +292,23 @@ class Index:
         if self._chroma is None:
             with self._lock:
                 if self._chroma is None:
-                    self._chroma = ChromaStore(self.settings, self.model_name)
+                    known = self._chroma_error
+                    # Damage and a read-only folder do not mend by themselves: not retried on every query.
+                    if known is not None and known.kind in (DAMAGED, READ_ONLY):
+                        raise known
+                    # Asked of the folder, not of the catalog: a repair reads the vectors' document
+                    # ids while the catalog is damaged.
+                    if not self.settings.chroma_host and self.unwritable_paths():
+                        self._chroma_error = read_only(
+                            self.data_dir, "the embedded vector store (Chroma) cannot be opened read-only; "
+                            "dense search uses the vectors in the embedding cache")
+                        raise self._chroma_error
+                    try:
+                        self._chroma = ChromaStore(self.settings, self.model_name)
+                    except StorageError as exc:
+                        self._chroma_error = exc
+                        raise
+                    self._chroma_error = None
         return self._chroma
 
     # --- reading ------------------------------------------------------------------------------
@@ -166,35 +366,108 @@ class Index:
         snap = snap or self.snapshot()
         if not snap.chunks:
             return []
-        vector = (vector if vector is not None else self.query_vector(query)).tolist()
-        where = {"doc_id": {"$in": sorted(doc_ids)}} if doc_ids is not None else None
-        hits = self.chroma.query(vector, k, where)
+        vector = vector if vector is not None else self.query_vector(query)
+        known = self._chroma_error
+        if known is not None and known.kind in (DAMAGED, READ_ONLY):
+            hits = self.vectors_from_cache(snap).search(vector, k, doc_ids)
+        else:
+            where = {"doc_id": {"$in": sorted(doc_ids)}} if doc_ids is not None else None
+            try:
+                hits = self.chroma.query(vector.tolist(), k, where)
+            except StorageError as exc:
+                if exc.kind not in (DAMAGED, READ_ONLY):
+                    raise
+                self._chroma_error = exc
+                # Expected in a read-only folder (health() says so); damage is worth a warning.
+                log.log(logging.WARNING if exc.kind == DAMAGED else logging.INFO,
+                        "dense search uses the embedding cache: %s", exc.message)
+                hits = self.vectors_from_cache(snap).search(vector, k, doc_ids)
         # Only chunks the catalog lists count: vectors left by an interrupted write are ignored.
         return [(cid, s) for cid, s in hits if cid in snap.chunks]
+
+    def vectors_from_cache(self, snap: Snapshot | None = None) -> CachedVectors:
+        """The snapshot's chunk vectors made from the embedding cache as ``embed_chunks`` makes them
+        (built once per version); chunks with a sentence missing from the cache are left out."""
+        snap = snap or self.snapshot()
+        held = self._from_cache
+        if held is not None and held[0] == snap.version:
+            return held[1]
+        limit = self.settings.embedding_max_chars
+        keys = [(cid, [text_hash(u[:limit]) for u in self._units(c)]) for cid, c in snap.chunks.items()]
+        found = self.catalog.cached_vectors(self.model_name, {h for _, hs in keys for h in hs})
+        ids, rows = [], []
+        for cid, hs in keys:
+            if hs and all(h in found for h in hs):
+                ids.append(cid)
+                rows.append(mean_vector([found[h] for h in hs]))
+        matrix = np.asarray(rows, dtype=np.float32) if rows else np.zeros((0, 0), dtype=np.float32)
+        vectors = CachedVectors(ids, matrix, np.array([snap.chunks[c].doc_id for c in ids], dtype=object))
+        self._from_cache = (snap.version, vectors)
+        return vectors
 
     # --- writing ------------------------------------------------------------------------------
     @contextmanager
     def writing(
-        self, purpose: str, on_wait: Callable[[str], None] = log.warning, timeout: Optional[float] = None
+        self, purpose: str, on_wait: Callable[[str], None] = log.warning, timeout: float | None = None,
+        *, reconcile: bool = True,
     ) -> Iterator[VectorDrift | None]:
         """Hold the writer lock for a block of writes (re-entrant); waits, saying why, while another writer runs.
 
         Yields what had to be reconciled because the previous write was interrupted (None if nothing).
+        ``reconcile=False`` skips that, for a write that replaces all vectors anyway (and must
+        work while the vector store cannot be read). Raises a StorageError, before taking the
+        lock, when the index cannot be written (read-only folder, damaged catalog).
         """
-        with self.writer.hold(purpose, on_wait, timeout) as outermost:
-            if not outermost:
-                yield None
+        self.require_writable()
+        # The mark is kept by the outermost writing() block, counted here rather than by the lock,
+        # so a repair can hold the lock around several writes and each still marks its own.
+        with self.writer.hold(purpose, on_wait, timeout):
+            if self._write_depth:
+                self._write_depth += 1
+                try:
+                    yield None
+                finally:
+                    self._write_depth -= 1
                 return
-            healed = None
-            left = self.catalog.get_flag(WRITING_FLAG)
-            if left:
-                log.warning("an earlier write was interrupted (%s); reconciling the vectors with the catalog", left)
-                healed = self._fix_vectors()
-            marker = {"pid": os.getpid(), "purpose": purpose, "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-            self.catalog.set_flag(WRITING_FLAG, json.dumps(marker))
-            yield healed
-            # Only a write that ran to the end clears the mark; an exception leaves it for the next writer.
-            self.catalog.set_flag(WRITING_FLAG, None)
+            self._write_depth = 1
+            try:
+                healed = None
+                left = self.catalog.get_flag(WRITING_FLAG)
+                if left and reconcile:
+                    log.warning("an earlier write was interrupted (%s); reconciling the vectors with the catalog", left)
+                    healed = self._fix_vectors()
+                marker = {"pid": os.getpid(), "purpose": purpose,
+                          "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                self.catalog.set_flag(WRITING_FLAG, json.dumps(marker))
+                yield healed
+                # Only a write that ran to the end clears the mark; an exception leaves it for the next writer.
+                self.catalog.set_flag(WRITING_FLAG, None)
+                self._record_sources()
+            finally:
+                self._write_depth = 0
+
+    def _record_sources(self) -> None:
+        """Keep sources.json (doc id -> source file) in step with the catalog, for a rebuild after
+        the catalog is lost. Written only when it changed; a failure is logged, not raised: the
+        write itself is done."""
+        try:
+            current = self.catalog.sources()
+            if current != self._sources:
+                write_sources(self.data_dir, current)
+                self._sources = current
+        except (OSError, StorageError) as exc:
+            log.warning("could not record the documents' sources in %s: %s", self.data_dir, exc)
+
+    def unfinished_rebuild(self) -> dict | None:
+        """What a catalog rebuild that never finished was ingesting ({"paths": [...], ...}), if any."""
+        raw = self.catalog.get_flag(REBUILD_FLAG)
+        if not raw:
+            return None
+        try:
+            plan = json.loads(raw)
+        except ValueError:
+            return {"paths": []}
+        return plan if isinstance(plan, dict) else {"paths": []}
 
     def interrupted_write(self) -> dict | None:
         """The mark of a write that never finished, if any (only meaningful while no writer runs)."""
@@ -236,9 +509,10 @@ class Index:
             self.chroma.upsert([c.chunk_id for c in mine], vectors, self._metadatas(docs[doc_id], mine))
 
     def rebuild_vectors(self) -> int:
-        """Empty the Chroma collection and refill it from the catalog (for a damaged vector store)."""
-        with self.writing("rebuild vectors"):
-            self.chroma.reset()
+        """Empty the vector store and refill it from the catalog (for a damaged vector store, which is
+        moved aside to ``chroma.damaged-<time>`` when it cannot be opened or emptied)."""
+        with self.writing("rebuild vectors", reconcile=False):
+            self._replace_vector_store()
             ids = self.catalog.chunk_ids()
             self.restore_vectors(ids)
             return len(ids)
@@ -252,7 +526,10 @@ class Index:
         return units(chunk.norm) or [chunk.index_text()[: self.settings.embedding_max_chars]]
 
     def embed_chunks(self, chunks: list[Chunk], progress=None) -> list[list[float]]:
-        """A vector per chunk: the mean of its sentence units' vectors (each cached by content)."""
+        """A vector per chunk: the mean of its sentence units' vectors (each cached by content).
+
+        Only writes need chunk vectors: a read-only index refuses here, before embedding anything."""
+        self.require_writable()
         unit_lists = [self._units(c) for c in chunks]
         flat = self.embed_texts([u for us in unit_lists for u in us], progress)
         out, i = [], 0
@@ -324,7 +601,9 @@ class Index:
             vectors = self.embeddings.embed_documents([t for _, t in batch])
             fresh = {h: v for (h, _), v in zip(batch, vectors)}
             # Cached as soon as computed: an ingest killed later keeps this work for the next run.
-            self.catalog.cache_vectors(model, fresh)
+            # A read-only index (a query embedding benchmark passages) keeps them in memory only.
+            if self.catalog.writable:
+                self.catalog.cache_vectors(model, fresh)
             cached.update(fresh)
             crash_point("embedded", len(batch))
             if progress is not None:
@@ -332,13 +611,36 @@ class Index:
         return [cached[h] for h in hashes]
 
     def put_document(self, doc: DocumentInfo, chunks: list[Chunk], tokens: list[list[str]], vectors: list[list[float]]) -> None:
-        with self.writing(f"write {doc.doc_id}"):
-            self.chroma.upsert([c.chunk_id for c in chunks], vectors, self._metadatas(doc, chunks))
+        self.put_documents([(doc, chunks, tokens, vectors)])
+
+    def put_documents(self, docs: list[tuple[DocumentInfo, list[Chunk], list[list[str]], list[list[float]]]]) -> None:
+        """Write documents (with their chunks' tokens and vectors) in the crash-safe order: every
+        vector, then one catalog transaction, then the sweep of vectors no chunk has any more."""
+        if not docs:
+            return
+        label = docs[0][0].doc_id if len(docs) == 1 else f"{len(docs)} documents"
+        with self.writing(f"write {label}"):
+            # A chunk id hashes its document, position and text, so a vector Chroma holds under it
+            # is already this chunk's: upserting it again takes Chroma's update path (20 s under the
+            # lock to rewrite a 3,700-chunk report unchanged) for nothing. Only a changed year
+            # changes the metadata of chunks that stay.
+            ids, vectors, metadatas = [], [], []
+            for doc, chunks, _, doc_vectors in docs:
+                indexed = self.catalog.document_info(doc.doc_id)
+                kept = self.chroma.ids_for_doc(doc.doc_id) if indexed is not None and indexed.year == doc.year else set()
+                fresh = [(c, v) for c, v in zip(chunks, doc_vectors) if c.chunk_id not in kept]
+                ids += [c.chunk_id for c, _ in fresh]
+                vectors += [v for _, v in fresh]
+                metadatas += self._metadatas(doc, [c for c, _ in fresh])
+            if ids:
+                self.chroma.upsert(ids, vectors, metadatas)
             crash_point("vectors")
-            self.catalog.replace_document(doc, chunks, tokens, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            self.catalog.replace_documents([(doc, chunks, tokens) for doc, chunks, tokens, _ in docs],
+                                           datetime.now(timezone.utc).isoformat(timespec="seconds"))
             crash_point("committed")
             # Asking Chroma (not the old catalog rows) also sweeps vectors an interrupted earlier write left behind.
-            stale = sorted(self.chroma.ids_for_doc(doc.doc_id) - {c.chunk_id for c in chunks})
+            current = {c.chunk_id for _, chunks, _, _ in docs for c in chunks}
+            stale = sorted(self.chroma.ids_for_docs([doc.doc_id for doc, *_ in docs]) - current)
             if stale:
                 self.chroma.delete(stale)
 
@@ -350,4 +652,8 @@ class Index:
             return bool(ids)
 
     def close(self) -> None:
-        self.catalog.close()
+        if self._catalog is not None:
+            self._catalog.close()
+        if self._chroma is not None:
+            self._chroma.close()
+            self._chroma = None

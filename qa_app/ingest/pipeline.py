@@ -11,8 +11,13 @@ documents that way. So two files are never allowed to claim one id silently:
   (rename one of them, or delete the indexed document first); if the indexed file is gone,
   the new one is taken as that document moved and edited, and replaces it.
 
-The whole batch runs under the index's writer lock, so concurrent ingests (two processes,
-or two server threads) run one after the other and the second sees the first's work.
+Reading, cleaning, chunking and embedding (the slow part, and what a hostile file inflates) run
+without the index's writer lock; the lock is taken per document for its write alone (vectors,
+catalog, sweep), and what was decided about the document without it (new, changed, a duplicate,
+another file's name) is checked again under it. So a large file never keeps other writers or a
+delete waiting while it is embedded, and of two concurrent ingests of the same files the second
+finds the first's work there and reports those files unchanged. A file over the limits of what it
+may become (``Limits``, the character and chunk caps) is refused in ``prepare``, before any of it.
 """
 from __future__ import annotations
 
@@ -27,7 +32,14 @@ from qa_app.index.store import Index
 from qa_app.index.tokenize import tokens
 from qa_app.ingest.chunk import chunk_text
 from qa_app.ingest.clean import clean_report
-from qa_app.ingest.loaders import LoaderError, load, supported
+from qa_app.ingest.loaders import (
+    Limits,
+    LoaderError,
+    load,
+    supported,
+    too_many_chars,
+    too_many_chunks,
+)
 from qa_app.ingest.metadata import document_metadata
 from qa_app.ingest.scope import infer_scope
 from qa_app.lexicon import is_pack
@@ -85,8 +97,12 @@ def expand_paths(paths: list[Path], skip: tuple[Path, ...] = ()) -> tuple[list[P
 
 
 def prepare(path: Path, settings, sha256: str) -> PreparedDocument:
-    """Load, clean, chunk and tokenise one file (no index access)."""
-    cleaned = clean_report(load(path))
+    """Load, clean, chunk and tokenise one file (no index access). A file over the settings' limits
+    on what it may become (unpacked bytes, characters of clean text, chunks) raises ``TooLarge``
+    with the numbers: before any embedding, before any lock."""
+    cleaned = clean_report(load(path, Limits.of(settings)))
+    if len(cleaned) > settings.max_document_chars:
+        raise too_many_chars(path.name, len(cleaned), settings.max_document_chars)
     meta = document_metadata(path, cleaned)
     title = str(meta.get("title") or path.stem)
     scope, kind = infer_scope(title, cleaned, meta)
@@ -104,6 +120,8 @@ def prepare(path: Path, settings, sha256: str) -> PreparedDocument:
     chunks = chunk_text(info.doc_id, cleaned, target=settings.chunk_chars, max_chars=settings.chunk_max_chars)
     if not chunks:
         raise LoaderError(f"{path.name}: no text left after cleaning")
+    if len(chunks) > settings.max_document_chunks:
+        raise too_many_chunks(path.name, len(chunks), settings.max_document_chunks)
     return PreparedDocument(info, chunks, [chunk_tokens(info.title, c) for c in chunks])
 
 
@@ -117,13 +135,18 @@ class Skip(Exception):
 
 
 class _Batch:
-    """Decides, file by file, what a batch does; remembers what it already took."""
+    """Decides, file by file, what a batch does; remembers what it already took.
+
+    It decides without the writer lock, from the catalog as it then is; ``recheck`` decides again
+    under the lock, just before a document is written, from the catalog as another writer may have
+    left it meanwhile."""
 
     def __init__(self, index: Index, force: bool):
         self.index, self.force = index, force
         self.by_sha: dict[str, Path] = {}
         self.by_name: dict[str, Path] = {}
         self.unscoped = index.catalog.unscoped_documents()
+        self.moved: list[tuple[Path, str]] = []  # unchanged files found at a new path: followed under the lock
 
     def is_unchanged(self, path: Path, sha: str) -> bool:
         indexed = self.index.catalog.document_info(path.name)
@@ -133,8 +156,30 @@ class _Batch:
             return False  # indexed before scopes existed: prepared again (its vectors are cached)
         here = str(path.resolve())
         if indexed.source_path != here and not Path(indexed.source_path).is_file():
-            self.index.catalog.set_source_path(path.name, here)  # the same file, moved: follow it
+            self.moved.append((path, sha))  # the same file, moved: follow it
         self.take(path, sha)
+        return True
+
+    def follow_moves(self) -> None:
+        """Point the catalog at the new paths of moved unchanged files (under the writer lock)."""
+        for path, sha in self.moved:
+            indexed = self.index.catalog.document_info(path.name)
+            here = str(path.resolve())
+            if indexed is not None and indexed.sha256 == sha and indexed.source_path != here \
+                    and not Path(indexed.source_path).is_file():
+                self.index.catalog.set_source_path(path.name, here)
+
+    def recheck(self, doc: PreparedDocument) -> bool:
+        """Under the writer lock: False when another writer has meanwhile indexed these very bytes
+        under this name (nothing left to do); Skip when it made this file a duplicate or gave its
+        name to another file."""
+        name, sha = doc.info.doc_id, doc.info.sha256
+        indexed = self.index.catalog.document_info(name)
+        if (not self.force and indexed is not None and indexed.sha256 == sha
+                and name not in self.index.catalog.unscoped_documents()):
+            return False
+        self._check_twins(name, sha)
+        self._check_source(name, doc.info.source_path)
         return True
 
     def take(self, path: Path, sha: str) -> None:
@@ -145,35 +190,40 @@ class _Batch:
         """Raise Skip when this file would index the same bytes twice or take another file's id."""
         if sha in self.by_sha:
             raise Skip(f"duplicate of {self.by_sha[sha]} (same content, sha256 {sha[:12]}…); not indexed twice")
-        twins = [d.doc_id for d in self.index.catalog.documents_with_sha(sha) if d.doc_id != path.name]
-        if twins:
-            raise Skip(f"duplicate of {twins[0]} (same content, sha256 {sha[:12]}…, already indexed); not indexed twice")
+        self._check_twins(path.name, sha)
         if path.name in self.by_name:
             raise Skip(
                 f"another file named {path.name} is in this batch ({self.by_name[path.name]}); document ids are "
                 "file names, so only the first was indexed: rename one of them"
             )
-        indexed = self.index.catalog.document_info(path.name)
-        here = str(path.resolve())
+        self._check_source(path.name, str(path.resolve()))
+
+    def _check_twins(self, name: str, sha: str) -> None:
+        twins = [d.doc_id for d in self.index.catalog.documents_with_sha(sha) if d.doc_id != name]
+        if twins:
+            raise Skip(f"duplicate of {twins[0]} (same content, sha256 {sha[:12]}…, already indexed); not indexed twice")
+
+    def _check_source(self, name: str, here: str) -> None:
+        indexed = self.index.catalog.document_info(name)
         if indexed is not None and indexed.source_path not in ("", here) and Path(indexed.source_path).is_file():
             raise Skip(
-                f"{path.name} is already indexed from another file, {indexed.source_path}; document ids are "
-                f"file names, so this would replace it: rename one of them, or `qa-app delete {path.name}` first"
+                f"{name} is already indexed from another file, {indexed.source_path}; document ids are "
+                f"file names, so this would replace it: rename one of them, or `qa-app delete {name}` first"
             )
 
 
-def _plan(files: list[Path], index: Index, report: IngestReport, force: bool) -> list[PreparedDocument]:
-    """Read, check and prepare every file; failures are recorded and touch nothing."""
+def _plan(files: list[Path], index: Index, report: IngestReport, force: bool) -> tuple[_Batch, list[tuple[Path, PreparedDocument]]]:
+    """Read, check and prepare every file, without the writer lock; failures are recorded and touch nothing."""
     batch = _Batch(index, force)
-    todo: list[PreparedDocument] = []
+    todo: list[tuple[Path, PreparedDocument]] = []
     for path in files:
         try:
-            sha = hashlib.sha256(path.read_bytes()).hexdigest()
+            sha = _sha256(path)
             if batch.is_unchanged(path, sha):
                 report.unchanged.append(path.name)
                 continue
             batch.check(path, sha)
-            todo.append(prepare(path, index.settings, sha))
+            todo.append((path, prepare(path, index.settings, sha)))
             batch.take(path, sha)
         except Skip as exc:
             report.failed[str(path)] = str(exc)
@@ -182,7 +232,12 @@ def _plan(files: list[Path], index: Index, report: IngestReport, force: bool) ->
         except Exception as exc:  # noqa: BLE001 - one unreadable file must not stop the batch
             log.debug("preparing %s failed", path, exc_info=True)
             report.failed[str(path)] = _kept(index, path, f"{path.name}: could not be read ({type(exc).__name__}: {exc})")
-    return todo
+    return batch, todo
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:  # streamed: a file too large to index is refused later, not read whole here
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _kept(index: Index, path: Path, message: str) -> str:
@@ -197,18 +252,38 @@ def ingest(paths: list[Path], index: Index, *, progress: bool = True, force: boo
     pack = index.settings.lexicon
     files, problems = expand_paths(paths, (Path(pack),) if pack else ())
     report.failed.update(problems)
-    with index.writing("ingest " + " ".join(str(p) for p in paths)[:200]):
-        todo = _plan(files, index, report, force)
-        _write(todo, index, report, progress)
+    purpose = "ingest " + " ".join(str(p) for p in paths)[:200]
+    if index.interrupted_write():
+        # A write left unfinished (or one running now): taking the lock reconciles the vectors with
+        # the catalog (or waits for that writer) before the plan reads the catalog, even when this
+        # batch turns out to have nothing to write.
+        with index.writing(purpose):
+            pass
+    batch, todo = _plan(files, index, report, force)
+    _write(batch, todo, index, report, progress, purpose)
     return report
 
 
-def _write(todo: list[PreparedDocument], index: Index, report: IngestReport, progress: bool) -> None:
-    total = sum(index.unit_count(d.chunks) for d in todo)
+def _write(batch: _Batch, todo: list[tuple[Path, PreparedDocument]], index: Index, report: IngestReport,
+           progress: bool, purpose: str) -> None:
+    if batch.moved:
+        with index.writing(purpose):
+            batch.follow_moves()
+    total = sum(index.unit_count(d.chunks) for _, d in todo)
     with tqdm(total=total, unit="sentence", desc="Embedding", disable=not progress or total == 0) as bar:
-        for doc in todo:
-            existed = index.catalog.document_sha(doc.info.doc_id) is not None
+        for path, doc in todo:
+            # Embedded before the lock (and cached as it goes): the lock covers only the write.
             vectors = index.embed_chunks(doc.chunks, progress=bar)
-            index.put_document(doc.info, doc.chunks, doc.tokens, vectors)
+            with index.writing(purpose):
+                try:
+                    needed = batch.recheck(doc)
+                except Skip as exc:
+                    report.failed[str(path)] = str(exc)
+                    continue
+                if not needed:
+                    report.unchanged.append(doc.info.doc_id)
+                    continue
+                existed = index.catalog.document_sha(doc.info.doc_id) is not None
+                index.put_document(doc.info, doc.chunks, doc.tokens, vectors)
             (report.updated if existed else report.added).append(doc.info.doc_id)
             report.chunks += len(doc.chunks)

@@ -11,7 +11,19 @@ from qa_app.question import QuestionAnalysis
 
 
 class Generator(Protocol):
+    """What every answer backend implements (``registry`` finds them: built in, or a plugin's
+    entry point in the ``qa_app.generators`` group)."""
+
     name: str
+    # A model that writes its own text: its answers are verified (grounding.check strict) and it
+    # is asked to condense follow-ups; it is a ``ChatGenerator``. The extractive answerer quotes.
+    is_llm: bool
+
+    @classmethod
+    def readiness(cls, settings) -> tuple[bool, str]:
+        """(ready, what a person should know): configured, and reachable where that applies.
+        Cheap and side-effect free: ``qa-app backends`` calls it for every backend."""
+        ...
 
     def generate(self, question: QuestionAnalysis, passages: list[Passage]) -> Answer:
         """Answer from the given passages only, citing them as [n]."""
@@ -32,9 +44,14 @@ class ChatGenerator:
     """
 
     name = "llm"
+    is_llm = True
 
     def __init__(self, settings):
         self.settings = settings
+
+    @classmethod
+    def readiness(cls, settings) -> tuple[bool, str]:
+        return True, "no readiness check"
 
     # --- to implement ------------------------------------------------------------------------
     def chat(self, messages: list[dict], max_tokens: int | None = None) -> str:

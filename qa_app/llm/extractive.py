@@ -218,9 +218,14 @@ def lost_figure(measure: str, clause: str, focus: tuple[str, ...] = ()) -> bool:
 
 class ExtractiveGenerator:
     name = "extractive"
+    is_llm = False
 
     def __init__(self, settings):
         self.settings = settings
+
+    @classmethod
+    def readiness(cls, settings) -> tuple[bool, str]:
+        return True, "built in, no model needed"
 
     # --- scoring --------------------------------------------------------------------------
     def _has_target(self, q: QuestionAnalysis, norm: str) -> bool:

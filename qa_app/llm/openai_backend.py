@@ -35,6 +35,24 @@ class OpenAIGenerator(ChatGenerator):
         self._llm = None
         self._lock = threading.Lock()
 
+    @classmethod
+    def readiness(cls, settings) -> tuple[bool, str]:
+        if not settings.llm_base_url and not settings.llm_api_key:
+            return False, "not configured: set QA_LLM_BASE_URL (and QA_LLM_MODEL, QA_LLM_API_KEY)"
+        if not settings.llm_model:
+            return False, "not configured: set QA_LLM_MODEL"
+        import httpx
+
+        url = (settings.llm_base_url or f"https://{_OPENAI_HOST}/v1").rstrip("/") + "/models"
+        headers = {"Authorization": f"Bearer {settings.llm_api_key}"} if settings.llm_api_key else {}
+        try:
+            r = httpx.get(url, headers=headers, timeout=min(settings.llm_timeout, 5.0))
+        except httpx.HTTPError as exc:
+            return False, f"unreachable: {url} ({type(exc).__name__})"
+        if r.status_code in (401, 403):
+            return False, f"reachable, but the API key was refused (HTTP {r.status_code})"
+        return r.status_code < 500, f"reachable: {url} (HTTP {r.status_code}), model {settings.llm_model}"
+
     @property
     def where(self) -> str:
         return self.settings.llm_base_url or f"https://{_OPENAI_HOST}/v1"

@@ -59,6 +59,15 @@ class TransformersGenerator(ChatGenerator):
     def __init__(self, settings):
         super().__init__(settings)
 
+    @classmethod
+    def readiness(cls, settings) -> tuple[bool, str]:
+        if not settings.llm_model:
+            return False, "not configured: set QA_LLM_MODEL to a local model folder"
+        folder = Path(settings.llm_model).expanduser()
+        if not (folder / "config.json").is_file():
+            return False, f"no model folder at {folder} (config.json missing)"
+        return True, f"model folder {folder}"
+
     def _loaded(self) -> tuple:
         if not self.settings.llm_model:
             raise GeneratorError("QA_LLM_MODEL is not set: point it at a local model folder", unavailable=True)
