@@ -298,7 +298,7 @@ def component_timings(index, questions: Sequence[str], rounds: int = 1) -> dict[
             steps["bm25"].append(timed(lambda: snap.bm25.search(query.bm25_tokens(), n))[1])
             vector, ms = timed(lambda: index.embeddings.embed_query(query.dense_text))
             steps["embed_query"].append(ms)
-            steps["chroma_query"].append(timed(lambda: index.chroma.query(vector, n))[1])
+            steps["chroma_query"].append(timed(lambda: index.vectors.query(vector, n))[1])
             # A term the index has never seen: the worst case, a scan of the whole corpus string.
             steps["knows_miss"].append(timed(lambda: snap.knows("不存在的词语xyz"))[1])
     return {k: latency_stats(v) for k, v in steps.items()}

@@ -355,7 +355,7 @@ def check_store(data_dir: Path, embedder: str, expected: dict[str, list[str]]) -
     try:
         chunks, _ = index.catalog.all_chunks()
         ids = [c.chunk_id for c in chunks]
-        vectors = index.chroma.all_ids()
+        vectors = index.vectors.all_ids()
     finally:
         index.close()
     want = {cid for cids in expected.values() for cid in cids}

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # 192 vs 256 on the seeds: ingest 24.0 s vs 30.3 s, dev+holdout MRR 0.928 vs 0.927.
     embedding_max_chars: int = 192
 
+    # Where the vectors live: "chroma" (qa_app/index/vector_store.py), or a plugin's store
+    # registered under the qa_app.vector_stores entry point group.
+    vector_store: str = "chroma"
     # Chroma: embedded PersistentClient under data_dir unless a server host is given.
     chroma_host: str | None = None
     chroma_port: int = 8000

@@ -269,7 +269,7 @@ def repair_catalog(index: Index) -> list[str]:
     """
     notes: list[str] = []
     try:
-        in_vectors: set[str] | None = index.chroma.doc_ids()
+        in_vectors: set[str] | None = index.vectors.doc_ids()
     except StorageError:
         in_vectors = None
     recorded = read_sources(index.data_dir)

@@ -110,7 +110,7 @@ def indexed(tmp_path, embeddings):
 
 
 def state(index: Index) -> tuple:
-    return index.catalog.version(), sorted(index.catalog.chunk_ids()), sorted(index.chroma.all_ids())
+    return index.catalog.version(), sorted(index.catalog.chunk_ids()), sorted(index.vectors.all_ids())
 
 
 def test_a_file_that_turns_bad_keeps_its_indexed_version(indexed):

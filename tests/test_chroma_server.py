@@ -58,7 +58,7 @@ def test_index_and_search_through_a_chroma_server(chroma_server, tmp_path):
     report = ingest([docs], index, progress=False)
     assert report.added == ["review.txt"]
     # The vectors live in the server, not in an embedded store under data_dir.
-    assert index.chroma.count() == len(index) > 0
+    assert index.vectors.count() == len(index) > 0
     assert not (tmp_path / "data" / "chroma").exists()
     hits = index.dense_search("家庭医生团队", k=5)
     assert hits and all(index.chunk(cid) is not None for cid, _ in hits)
@@ -71,4 +71,4 @@ def test_index_and_search_through_a_chroma_server(chroma_server, tmp_path):
 def test_unreachable_chroma_server_is_a_clear_error(tmp_path):
     settings = Settings(data_dir=tmp_path / "data", chroma_host="127.0.0.1", chroma_port=_free_port())
     with pytest.raises(VectorStoreError, match="cannot reach the Chroma server"):
-        Index(settings).chroma
+        Index(settings).vectors

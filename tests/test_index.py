@@ -12,7 +12,7 @@ from .conftest import SEEDS, seed
 
 def _consistent(index: Index) -> None:
     ids = set(index.catalog.chunk_ids())
-    assert index.chroma.all_ids() == ids
+    assert index.vectors.all_ids() == ids
     assert set(index.bm25.ids) == ids
     assert len(ids) == index.catalog.count_chunks()
 
@@ -66,7 +66,7 @@ def test_changed_file_replaces_its_chunks(small_index):
 def test_delete_document(small_index):
     index, _ = small_index
     assert index.delete_document("review.txt")
-    assert len(index) == 0 and index.chroma.count() == 0
+    assert len(index) == 0 and index.vectors.count() == 0
     _consistent(index)
     assert not index.delete_document("review.txt")
 

@@ -92,7 +92,7 @@ def assert_whole(index: Index, seeds_index: Index) -> None:
     expected = sorted(seeds_index.catalog.chunk_ids())
     ids = index.catalog.chunk_ids()
     assert sorted(ids) == expected and len(set(ids)) == len(ids)
-    assert index.chroma.all_ids() == set(expected) and index.chroma.count() == len(expected)
+    assert index.vectors.all_ids() == set(expected) and index.vectors.count() == len(expected)
     assert sorted(index.bm25.ids) == expected
     assert len(index.documents()) == 5
     assert_no_drift(index)

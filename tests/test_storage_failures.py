@@ -278,7 +278,7 @@ def test_a_damaged_vector_store_is_rebuilt_without_leaving_the_writing_mark(data
     assert repaired.exit_code == 0 and "moved the damaged vector store aside" in repaired.output, repaired.output
     assert len(list(data.glob("chroma.damaged-*"))) == 1
     index = open_index(data, embedder)
-    assert not index.vector_drift() and index.chroma.count() == len(index)
+    assert not index.vector_drift() and index.vectors.count() == len(index)
     index.close()
     assert_whole(data, embedder)
 

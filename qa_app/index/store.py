@@ -47,10 +47,8 @@ from qa_app.index.lock import WriterLock
 from qa_app.index.recovery import move_aside, write_sources
 from qa_app.index.sentences import SentenceVectors, mean_vector, units
 from qa_app.index.vector_store import (
-    ChromaStore,
-    embedded_path,
-    forget_embedded,
-    stored_vectors_exist,
+    VectorStore,
+    store_class,
 )
 from qa_app.models import Chunk, DocumentInfo
 
@@ -122,8 +120,9 @@ class Index:
         self.data_dir = Path(settings.resolved_data_dir())
         self.catalog_path = self.data_dir / "catalog.sqlite"
         self._embeddings = embeddings
-        self._chroma: ChromaStore | None = None
-        self._chroma_error: StorageError | None = None  # why the vector store could not be used, last time
+        self._store_class = store_class(settings.vector_store)
+        self._store: VectorStore | None = None
+        self._store_error: StorageError | None = None  # why the vector store could not be used, last time
         self._catalog: Catalog | None = None
         self._catalog_error: StorageError | None = None
         self._lock = threading.RLock()
@@ -162,14 +161,14 @@ class Index:
         return cat
 
     def _vectors_on_disk(self) -> bool:
-        return not self.settings.chroma_host and stored_vectors_exist(embedded_path(self.settings))
+        return self._store_class.holds_vectors(self.settings)
 
     def unwritable_paths(self) -> list[Path]:
         """The index's files and folders this process may not change (a few access() calls)."""
         paths = [self.data_dir, self.catalog_path, *sidecars(self.catalog_path)[:2], self.writer.path]
-        if not self.settings.chroma_host:
-            chroma = embedded_path(self.settings)
-            paths += [chroma, chroma / "chroma.sqlite3"]
+        folder = self._store_class.local_folder(self.settings)
+        if folder is not None:
+            paths += [folder, *folder.glob("*.sqlite3")]
         return [p for p in paths if (p == self.data_dir or p.exists()) and not can_write(p)]
 
     @property
@@ -189,7 +188,7 @@ class Index:
             # old connection is left to readers still using it, not closed under them.
             with self._lock:
                 self._catalog = self._open_catalog()
-                self._chroma_error = None
+                self._store_error = None
 
     def health(self) -> dict[str, Any]:
         """Whether the index can answer and take writes, for a health probe (no scan beyond the
@@ -205,11 +204,11 @@ class Index:
         if not writable:
             blocked = self.unwritable_paths()
             reasons.append(read_only(self.data_dir, f"cannot write {blocked[0]}" if blocked else "").message)
-            if not self.settings.chroma_host:
+            if self._store_class.local_folder(self.settings) is not None:
                 reasons.append("向量库（嵌入式 Chroma）无法以只读方式打开：语义检索改用嵌入缓存中的向量。"
                                "(The embedded vector store cannot be opened read-only: dense search uses the "
                                "vectors in the embedding cache.)")
-        problem = self._chroma_error
+        problem = self._store_error
         if problem is not None and problem.kind != READ_ONLY:
             reasons.append(problem.message + (" 语义检索暂用嵌入缓存中的向量。(Dense search uses the embedding cache "
                                               "meanwhile.)" if problem.kind == DAMAGED else ""))
@@ -220,11 +219,11 @@ class Index:
         """Whether the vector store cannot be opened and listed because it is damaged (other
         failures, such as an unreachable server, raise)."""
         try:
-            self.chroma.all_ids()
+            self.vectors.all_ids()
         except StorageError as exc:
             if exc.kind != DAMAGED:
                 raise
-            self._chroma_error = exc  # a rebuild then moves it aside rather than trusting it to empty
+            self._store_error = exc  # a rebuild then moves it aside rather than trusting it to empty
             return True
         return False
 
@@ -252,25 +251,25 @@ class Index:
 
     def _replace_vector_store(self) -> None:
         """Empty the vector store; one that cannot be opened or emptied is moved aside and made anew."""
-        if self._chroma_error is None or self._chroma_error.kind != DAMAGED:
+        if self._store_error is None or self._store_error.kind != DAMAGED:
             try:
-                self.chroma.reset()
+                self.vectors.reset()
                 return
             except StorageError as exc:
-                if exc.kind != DAMAGED or self.settings.chroma_host:
+                if exc.kind != DAMAGED or self._store_class.local_folder(self.settings) is None:
                     raise
-        if self.settings.chroma_host:
-            raise self._chroma_error  # a server's store is the server's to repair
+        path = self._store_class.local_folder(self.settings)
+        if path is None:
+            raise self._store_error  # a server's store is the server's to repair
         with self._lock:
-            if self._chroma is not None:
-                self._chroma.close()
-                self._chroma = None
-            path = embedded_path(self.settings)
-            forget_embedded(path)
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+            self._store_class.forget(self.settings)
             if path.exists():
                 self.moved_aside.append(move_aside(path))
-            self._chroma_error = None
-        self.chroma.count()  # opens the new, empty store now: a failure shows here, not mid-refill
+            self._store_error = None
+        self.vectors.count()  # opens the new, empty store now: a failure shows here, not mid-refill
 
     # --- components, created on first use ---------------------------------------------------
     @property
@@ -288,28 +287,28 @@ class Index:
         return embedder_name(self.embeddings)
 
     @property
-    def chroma(self) -> ChromaStore:
-        if self._chroma is None:
+    def vectors(self) -> VectorStore:
+        if self._store is None:
             with self._lock:
-                if self._chroma is None:
-                    known = self._chroma_error
+                if self._store is None:
+                    known = self._store_error
                     # Damage and a read-only folder do not mend by themselves: not retried on every query.
                     if known is not None and known.kind in (DAMAGED, READ_ONLY):
                         raise known
                     # Asked of the folder, not of the catalog: a repair reads the vectors' document
                     # ids while the catalog is damaged.
-                    if not self.settings.chroma_host and self.unwritable_paths():
-                        self._chroma_error = read_only(
+                    if self._store_class.local_folder(self.settings) is not None and self.unwritable_paths():
+                        self._store_error = read_only(
                             self.data_dir, "the embedded vector store (Chroma) cannot be opened read-only; "
                             "dense search uses the vectors in the embedding cache")
-                        raise self._chroma_error
+                        raise self._store_error
                     try:
-                        self._chroma = ChromaStore(self.settings, self.model_name)
+                        self._store = self._store_class(self.settings, self.model_name)
                     except StorageError as exc:
-                        self._chroma_error = exc
+                        self._store_error = exc
                         raise
-                    self._chroma_error = None
-        return self._chroma
+                    self._store_error = None
+        return self._store
 
     # --- reading ------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -367,17 +366,16 @@ class Index:
         if not snap.chunks:
             return []
         vector = vector if vector is not None else self.query_vector(query)
-        known = self._chroma_error
+        known = self._store_error
         if known is not None and known.kind in (DAMAGED, READ_ONLY):
             hits = self.vectors_from_cache(snap).search(vector, k, doc_ids)
         else:
-            where = {"doc_id": {"$in": sorted(doc_ids)}} if doc_ids is not None else None
             try:
-                hits = self.chroma.query(vector.tolist(), k, where)
+                hits = self.vectors.query(vector.tolist(), k, doc_ids)
             except StorageError as exc:
                 if exc.kind not in (DAMAGED, READ_ONLY):
                     raise
-                self._chroma_error = exc
+                self._store_error = exc
                 # Expected in a read-only folder (health() says so); damage is worth a warning.
                 log.log(logging.WARNING if exc.kind == DAMAGED else logging.INFO,
                         "dense search uses the embedding cache: %s", exc.message)
@@ -481,7 +479,7 @@ class Index:
 
     def vector_drift(self) -> VectorDrift:
         listed = set(self.catalog.chunk_ids())
-        stored = self.chroma.all_ids()
+        stored = self.vectors.all_ids()
         return VectorDrift(orphans=sorted(stored - listed), missing=sorted(listed - stored))
 
     def reconcile(self) -> VectorDrift:
@@ -492,7 +490,7 @@ class Index:
     def _fix_vectors(self) -> VectorDrift:
         drift = self.vector_drift()
         if drift.orphans:
-            self.chroma.delete(drift.orphans)
+            self.vectors.delete(drift.orphans)
         crash_point("reconcile")
         if drift.missing:
             self.restore_vectors(drift.missing)
@@ -506,7 +504,7 @@ class Index:
         for doc_id in sorted({c.doc_id for c in chunks}):
             mine = [c for c in chunks if c.doc_id == doc_id]
             vectors = self.embed_chunks(mine)
-            self.chroma.upsert([c.chunk_id for c in mine], vectors, self._metadatas(docs[doc_id], mine))
+            self.vectors.upsert([c.chunk_id for c in mine], vectors, self._metadatas(docs[doc_id], mine))
 
     def rebuild_vectors(self) -> int:
         """Empty the vector store and refill it from the catalog (for a damaged vector store, which is
@@ -627,33 +625,33 @@ class Index:
             ids, vectors, metadatas = [], [], []
             for doc, chunks, _, doc_vectors in docs:
                 indexed = self.catalog.document_info(doc.doc_id)
-                kept = self.chroma.ids_for_doc(doc.doc_id) if indexed is not None and indexed.year == doc.year else set()
+                kept = self.vectors.ids_for_docs([doc.doc_id]) if indexed is not None and indexed.year == doc.year else set()
                 fresh = [(c, v) for c, v in zip(chunks, doc_vectors) if c.chunk_id not in kept]
                 ids += [c.chunk_id for c, _ in fresh]
                 vectors += [v for _, v in fresh]
                 metadatas += self._metadatas(doc, [c for c, _ in fresh])
             if ids:
-                self.chroma.upsert(ids, vectors, metadatas)
+                self.vectors.upsert(ids, vectors, metadatas)
             crash_point("vectors")
             self.catalog.replace_documents([(doc, chunks, tokens) for doc, chunks, tokens, _ in docs],
                                            datetime.now(timezone.utc).isoformat(timespec="seconds"))
             crash_point("committed")
             # Asking Chroma (not the old catalog rows) also sweeps vectors an interrupted earlier write left behind.
             current = {c.chunk_id for _, chunks, _, _ in docs for c in chunks}
-            stale = sorted(self.chroma.ids_for_docs([doc.doc_id for doc, *_ in docs]) - current)
+            stale = sorted(self.vectors.ids_for_docs([doc.doc_id for doc, *_ in docs]) - current)
             if stale:
-                self.chroma.delete(stale)
+                self.vectors.delete(stale)
 
     def delete_document(self, doc_id: str) -> bool:
         with self.writing(f"delete {doc_id}"):
             ids = self.catalog.delete_document(doc_id)
             if ids:
-                self.chroma.delete(ids)
+                self.vectors.delete(ids)
             return bool(ids)
 
     def close(self) -> None:
         if self._catalog is not None:
             self._catalog.close()
-        if self._chroma is not None:
-            self._chroma.close()
-            self._chroma = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None

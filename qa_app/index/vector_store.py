@@ -16,7 +16,7 @@ import logging
 import re
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import chromadb
 from chromadb.errors import ChromaError
@@ -36,6 +36,62 @@ class VectorStoreError(StorageError):
 # How a chunk's vector is made (v2: the mean of its sentence vectors); part of the collection's
 # name, so vectors made another way never share a collection.
 VECTOR_RECIPE = "s2"
+
+
+class VectorStore(Protocol):
+    """Where the chunk vectors live. ``Index`` keeps it in step with the catalog (vectors first,
+    then the catalog, then a sweep) and trusts only chunk ids the catalog lists; a store only
+    stores, finds and forgets. Failures leave a store as ``StorageError`` (``kind`` damaged,
+    read_only or unavailable). A new store is one class plus one line in ``STORES`` (or an entry
+    point in the ``qa_app.vector_stores`` group), chosen by ``QA_VECTOR_STORE``."""
+
+    def __init__(self, settings, model_name: str) -> None:
+        """Open (or create) the store for vectors of ``model_name``: vectors of different models never mix."""
+        ...
+
+    def count(self) -> int: ...
+
+    def all_ids(self) -> set[str]: ...
+
+    def doc_ids(self) -> set[str]:
+        """The documents any stored vector belongs to (a repair reads them when the catalog is lost)."""
+        ...
+
+    def ids_for_docs(self, doc_ids: list[str]) -> set[str]: ...
+
+    def upsert(self, ids: list[str], vectors: list[list[float]], metadatas: list[dict[str, Any]]) -> None:
+        """Each metadata holds the chunk's ``doc_id``, ``year``, ``ordinal`` and ``kind``."""
+        ...
+
+    def delete(self, ids: list[str]) -> None: ...
+
+    def query(self, vector: list[float], k: int, doc_ids: set[str] | None = None) -> list[tuple[str, float]]:
+        """The ``k`` nearest chunk ids with their cosine similarity, best first; only chunks of
+        ``doc_ids`` when given."""
+        ...
+
+    def reset(self) -> None:
+        """Empty the store (the catalog and the embedding cache refill it)."""
+        ...
+
+    def close(self) -> None: ...
+
+    @classmethod
+    def local_folder(cls, settings) -> Path | None:
+        """The store's folder when it keeps files in the data folder (so a read-only folder, a
+        repair that moves damaged files aside, and a rebuild concern it), else None."""
+        ...
+
+    @classmethod
+    def forget(cls, settings) -> None:
+        """Drop whatever this process caches about the local folder, before it is moved aside."""
+        ...
+
+    @classmethod
+    def holds_vectors(cls, settings) -> bool:
+        """Whether the local folder holds vectors, read without opening the store for writing
+        (a zero-byte catalog beside stored vectors is damage, not a new index)."""
+        ...
 
 
 def _collection_name(base: str, model: str) -> str:
@@ -176,10 +232,6 @@ class ChromaStore:
         return {str(m["doc_id"]) for m in metadatas if m and m.get("doc_id")}
 
     @_guarded
-    def ids_for_doc(self, doc_id: str) -> set[str]:
-        return self.ids_for_docs([doc_id])
-
-    @_guarded
     def ids_for_docs(self, doc_ids: list[str]) -> set[str]:
         out: set[str] = set()
         step = 500  # a filter naming thousands of documents at once is slow in Chroma's SQL
@@ -204,16 +256,51 @@ class ChromaStore:
             self.collection.delete(ids=ids[i : i + step])
 
     @_guarded
-    def query(self, vector: list[float], k: int, where: dict[str, Any] | None = None) -> list[tuple[str, float]]:
+    def query(self, vector: list[float], k: int, doc_ids: set[str] | None = None) -> list[tuple[str, float]]:
         # No count() first: it cost 5 ms at 100k chunks, and Chroma already caps n_results
         # and answers an empty collection with no ids.
-        res = self.collection.query(query_embeddings=[vector], n_results=k, where=where or None, include=["distances"])
+        where = {"doc_id": {"$in": sorted(doc_ids)}} if doc_ids is not None else None
+        res = self.collection.query(query_embeddings=[vector], n_results=k, where=where, include=["distances"])
         if not res["ids"] or not res["ids"][0]:
             return []
         return [(cid, 1.0 - float(d)) for cid, d in zip(res["ids"][0], res["distances"][0])]
+
+    @classmethod
+    def local_folder(cls, settings) -> Path | None:
+        return None if settings.chroma_host else embedded_path(settings)
+
+    @classmethod
+    def forget(cls, settings) -> None:
+        folder = cls.local_folder(settings)
+        if folder is not None:
+            forget_embedded(folder)
+
+    @classmethod
+    def holds_vectors(cls, settings) -> bool:
+        folder = cls.local_folder(settings)
+        return folder is not None and stored_vectors_exist(folder)
 
     def close(self) -> None:
         try:
             self.client.close()
         except Exception:  # closing a damaged store must not hide why it is closed
             log.debug("closing the Chroma client failed", exc_info=True)
+
+
+# --- the stores by name ---------------------------------------------------------------------------
+STORE_GROUP = "qa_app.vector_stores"
+STORES: dict[str, str] = {"chroma": "qa_app.index.vector_store:ChromaStore"}
+
+
+def store_class(name: str) -> type[VectorStore]:
+    """The vector store's class: built in, or a plugin's (an entry point in ``qa_app.vector_stores``)."""
+    from importlib import import_module
+    from importlib.metadata import entry_points
+
+    found = dict(STORES)
+    for ep in entry_points(group=STORE_GROUP):
+        found.setdefault(ep.name, ep.value)
+    if name not in found:
+        raise ValueError(f"unknown vector store {name!r}; available: {', '.join(sorted(found))} (QA_VECTOR_STORE)")
+    module, _, cls = found[name].partition(":")
+    return getattr(import_module(module), cls)
