@@ -14,9 +14,6 @@ from typing import Optional
 import typer
 from typer.core import TyperGroup
 
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-
 
 class _Commands(TyperGroup):
     """Every command: an index that cannot be used (a read-only folder, a damaged file, a busy
@@ -26,6 +23,10 @@ class _Commands(TyperGroup):
         from qa_app.index.errors import StorageError
         from qa_app.index.lock import IndexBusyError
 
+        # Set when a command runs, not when the module is imported (a library user's environment
+        # is theirs): no tokenizer fork warnings, no telemetry calls from Chroma.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
         try:
             return super().invoke(ctx)
         except StorageError as exc:

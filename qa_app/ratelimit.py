@@ -33,6 +33,10 @@ class RateLimiter:
         self._buckets: dict[str, _Bucket] = {}
         self._lock = threading.Lock()  # the ASGI app may be driven from several threads (tests, workers)
 
+    def __len__(self) -> int:
+        """How many clients' buckets are kept (bounded by ``max_clients``)."""
+        return len(self._buckets)
+
     def acquire(self, client: str) -> float:
         """0.0 when ``client`` may make a request now (a token is taken); else the seconds to wait."""
         now = self.clock()

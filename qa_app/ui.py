@@ -7,21 +7,18 @@ conversation into ``Filters`` and ``history``.
 from __future__ import annotations
 
 import html
-import os
 import re
 import time
 from typing import Iterator
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the page works offline
+import gradio as gr
+from fastapi import FastAPI
 
-import gradio as gr  # noqa: E402
-from fastapi import FastAPI  # noqa: E402
-
-from qa_app import deadline  # noqa: E402
-from qa_app.answer import USER_ERRORS, Assistant  # noqa: E402
-from qa_app.highlight import highlight_html  # noqa: E402
-from qa_app.index.hybrid import FilterError, make_filters  # noqa: E402
-from qa_app.models import Answer, Citation  # noqa: E402
+from qa_app import deadline
+from qa_app.answer import USER_ERRORS, Assistant
+from qa_app.highlight import highlight_html
+from qa_app.index.hybrid import FilterError, make_filters
+from qa_app.models import Answer, Citation
 
 TITLE = "海淀区报告问答"
 EXAMPLES = [
@@ -147,7 +144,7 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
         yield messages, "", asked
 
     doc_choices, year_choices = choices()
-    with gr.Blocks(title=TITLE) as demo:
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:  # no calls home: the page works offline
         gr.Markdown(
             f"## {TITLE}\n"
             "根据海淀区政府报告回答问题，每个回答都附有引用来源；报告中没有的内容会明确说明。"

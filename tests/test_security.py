@@ -59,7 +59,7 @@ def test_bucket_memory_stays_bounded():
     for i in range(1000):
         limiter.acquire(f"10.0.{i // 256}.{i % 256}")
         clock.now += 0.001
-    assert len(limiter._buckets) <= 100
+    assert len(limiter) <= 100
     with pytest.raises(ValueError):
         RateLimiter(per_minute=0, burst=1)
 
@@ -157,7 +157,8 @@ def test_key_compared_in_constant_time(assistant, monkeypatch):
     client = TestClient(app_for(assistant, api_key=KEY))
     assert client.get("/v1/models", headers={"Authorization": "Bearer nope"}).status_code == 401
     assert client.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
-    assert seen == [(b"nope", KEY.encode()), (KEY.encode(), KEY.encode())]
+    # Both keys were checked by the constant-time comparison (whatever else compares digests).
+    assert (b"nope", KEY.encode()) in seen and (KEY.encode(), KEY.encode()) in seen
 
 
 # --- defaults: loopback bind, CORS closed ------------------------------------------------------

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 from qa_app.ingest.clean import ends_dangling, is_caption_or_byline, is_chrome_line, is_field_line
-from qa_app.ingest.tables import TableRow, group_rows
+from qa_app.ingest.tables import TableRow, cell_text, group_rows, is_cell_line
 from qa_app.models import Chunk
 from qa_app.text import CJK_RE, normalize
 
@@ -54,7 +54,7 @@ _SPEAKER_LINE = re.compile(
 
 def heading_rank(line: str) -> int | None:
     """The nesting rank of a heading line, or None for body text."""
-    if line.endswith("|") or len(line) > 60:
+    if is_cell_line(line) or len(line) > 60:
         return None
     for rank, pattern in _HEADINGS:
         if pattern.match(line):
@@ -182,7 +182,7 @@ class _Builder:
 
 def _table_follows(lines: list[str], i: int) -> bool:
     nxt = next((ln for ln in lines[i + 1 :] if ln.strip()), "")
-    return nxt.endswith("|")
+    return is_cell_line(nxt)
 
 
 def chunk_text(doc_id: str, cleaned: str, *, target: int = 300, max_chars: int = 520) -> list[Chunk]:
@@ -213,8 +213,8 @@ def chunk_text(doc_id: str, cleaned: str, *, target: int = 300, max_chars: int =
         if not line.strip():
             close_table()  # tables are separated by blank lines
             continue
-        if line.endswith("|"):
-            table.append((line[:-1].strip(), start, end))
+        if is_cell_line(line):
+            table.append((cell_text(line), start, end))
             continue
         close_table()
         rank = heading_rank(line)

@@ -27,6 +27,7 @@ import re
 import unicodedata
 from collections import Counter
 
+from qa_app.ingest.tables import CELL_END, is_cell_line
 from qa_app.text import CJK_RE
 
 _SENTENCE_END = "。！？；!?;"
@@ -103,10 +104,6 @@ _ITEM_START_RE = re.compile(r"^(?:——|－－|--|[•·●■□◆◇▪▶Ø
 _CRUMB_LABEL_RE = re.compile(r"^(?:当前位置|當前位置|您的位置|您现在的位置|您現在的位置)\s*[:：]?\s*$")
 
 
-def _is_table_cell(line: str) -> bool:
-    return line.endswith("|")
-
-
 def _ui_word_line(line: str) -> bool:
     """A short line made only of widget words: 下载 / 【字号： / 分享到: / 收藏 | 分享."""
     if len(line) > 30:
@@ -144,7 +141,7 @@ def is_field_line(line: str) -> bool:
 def is_chrome_line(line: str) -> bool:
     """Whether one line, on its own, is page chrome (the rules that need no context)."""
     line = line.strip()
-    if not line or _is_table_cell(line):
+    if not line or is_cell_line(line):
         return False
     if _IMAGE_RE.match(line) or _PHONE_RE.match(line) or _CHROME_RE.match(line):
         return True
@@ -177,7 +174,7 @@ def _english_menu(line: str) -> bool:
 # --- context kinds -------------------------------------------------------------------------------
 def _short_word(line: str) -> bool:
     """A crumb or a field value: a few characters, no sentence punctuation."""
-    return 0 < len(line) <= 20 and not re.search(r"[，,。；;！？!?]", line) and not _is_table_cell(line)
+    return 0 < len(line) <= 20 and not re.search(r"[，,。；;！？!?]", line) and not is_cell_line(line)
 
 
 def _link_title(line: str) -> bool:
@@ -186,7 +183,7 @@ def _link_title(line: str) -> bool:
         0 < len(line) <= 50
         and not line.endswith(tuple(_SENTENCE_END))
         and not _NUMBERED_RE.match(line)
-        and not _is_table_cell(line)
+        and not is_cell_line(line)
     )
 
 
@@ -242,7 +239,7 @@ def _context_drops(lines: list[str], dropped: list[bool]) -> set[str]:
 def _widget_part(lines: list[str], idx: list[int], k: int) -> bool:
     """Whether the k-th non-blank line can belong to a run of widget lines."""
     line = lines[idx[k]]
-    if _is_table_cell(line) and (line != "|" or _cell_neighbour(lines, idx, k)):
+    if is_cell_line(line) and (line != CELL_END or _cell_neighbour(lines, idx, k)):
         return False  # a real flattened-table cell
     return _ui_word_line(line) or _weak_ui(line) or bool(_FIELD_ONLY_RE.match(line))
 
@@ -251,7 +248,7 @@ def _cell_neighbour(lines: list[str], idx: list[int], k: int) -> bool:
     """Whether the k-th non-blank line stands beside a flattened table cell."""
     around = [idx[k - 1]] if k else []
     around += [idx[k + 1]] if k + 1 < len(idx) else []
-    return any(_is_table_cell(lines[j]) and lines[j] != "|" for j in around)
+    return any(is_cell_line(lines[j]) and lines[j] != CELL_END for j in around)
 
 
 def _breadcrumb_words(lines: list[str]) -> set[str]:
@@ -299,8 +296,8 @@ def _wrap_width(lines: list[str]) -> int | None:
     A wrapped text has many unfinished lines of (nearly) one width, and almost no line is wider:
     that width is where it was wrapped. Scraped pages and hand-written text, whose lines are
     paragraphs, have none (parallel headings of one length are followed by far longer paragraphs)."""
-    body = [_width(ln) for ln in lines if ln and not _is_table_cell(ln)]
-    widths = [w for ln, w in zip((ln for ln in lines if ln and not _is_table_cell(ln)), body)
+    body = [_width(ln) for ln in lines if ln and not is_cell_line(ln)]
+    widths = [w for ln, w in zip((ln for ln in lines if ln and not is_cell_line(ln)), body)
               if w >= 40 and not ln.endswith(_COMPLETE_END)]
     if len(widths) < 8:
         return None
@@ -314,14 +311,14 @@ def _wrap_width(lines: list[str]) -> int | None:
 
 def _is_full(line: str, wrap: int) -> bool:
     """A line of a wrapped text that runs to the wrap width without ending its sentence."""
-    unfinished = bool(line) and not _is_table_cell(line) and not line.endswith(tuple(_SENTENCE_END))
+    unfinished = bool(line) and not is_cell_line(line) and not line.endswith(tuple(_SENTENCE_END))
     return unfinished and _width(line) >= wrap - 2
 
 
 def _continues(prev: str, nxt: str, wrap: int | None, last: str = "") -> bool:
     """Whether ``nxt`` is the rest of a line that ``prev`` broke off mid-sentence (``last``: the
     last input line that ``prev`` is made of, when lines were joined into it already)."""
-    if not prev or not nxt or _is_table_cell(prev) or _is_table_cell(nxt):
+    if not prev or not nxt or is_cell_line(prev) or is_cell_line(nxt):
         return False
     if prev.endswith(tuple(_SENTENCE_END)):
         return False
@@ -373,7 +370,7 @@ def rejoin_wrapped(lines: list[str]) -> list[str]:
         if out and _continues(out[-1], line, wrap, last):
             out[-1] += line
         elif (  # a page that sets every line apart: "…国民经济和" / "" / "社会发展计划的报告"
-            len(out) >= 2 and out[-1] == "" and ends_dangling(out[-2]) and not _is_table_cell(out[-2])
+            len(out) >= 2 and out[-1] == "" and ends_dangling(out[-2]) and not is_cell_line(out[-2])
             and _continues(out[-2], line, None)
         ):
             out.pop()
@@ -414,7 +411,7 @@ def _drop_once(text: str) -> str:
     seen_short: set[str] = set()
     for k, (line, keep) in enumerate(lines):
         short = len(line) <= 80 and not line.endswith(tuple(_SENTENCE_END))
-        if line and short and not keep and not _is_table_cell(line):
+        if line and short and not keep and not is_cell_line(line):
             # A repeated title or site name; report sentences, table cells and the pieces of a
             # broken line may repeat.
             after = lines[k + 1][0] if k + 1 < len(lines) else ""

@@ -1,4 +1,4 @@
-"""Regroup flattened tables (one cell per line, each ending in "|") into rows.
+"""The table format (``CELL_END``, ``ROW_SEP``), and flattened tables (one cell per line) regrouped into rows.
 
 Scraped tables arrive as a run of cell lines. When the run starts with a header
 (short label cells such as 所属街道 / 点位名称 / 详细地址) the cells are grouped into rows
@@ -17,6 +17,26 @@ _HEADER_WORDS = re.compile(
 )
 
 
+# The table format every step shares: a scraped table arrives one cell per line, each line ending
+# in CELL_END; a regrouped row joins its cells with ROW_SEP. Cleaning keeps such lines, chunking
+# regroups them, the answerer reads a row as a list.
+CELL_END = "|"
+ROW_SEP = " | "
+
+
+def is_cell_line(line: str) -> bool:
+    return line.endswith(CELL_END)
+
+
+def cell_text(line: str) -> str:
+    return line[: -len(CELL_END)].strip()
+
+
+def holds_table(text: str) -> bool:
+    """Does the text hold a table row or cell (so its items are separated as a list's are)?"""
+    return CELL_END in text
+
+
 @dataclass(frozen=True)
 class TableRow:
     cells: tuple[str, ...]
@@ -26,8 +46,8 @@ class TableRow:
 
     def render(self) -> str:
         if self.header and len(self.header) == len(self.cells):
-            return " | ".join(f"{h}: {c}" if c else f"{h}: —" for h, c in zip(self.header, self.cells))
-        return " | ".join(c for c in self.cells if c)
+            return ROW_SEP.join(f"{h}: {c}" if c else f"{h}: —" for h, c in zip(self.header, self.cells))
+        return ROW_SEP.join(c for c in self.cells if c)
 
 
 def is_header_cell(cell: str) -> bool:

@@ -24,6 +24,7 @@ from qa_app import deadline
 from qa_app.grounding import is_order, order_sentences
 from qa_app.index.sentences import unit_of, units
 from qa_app.index.tokenize import segments
+from qa_app.ingest.tables import holds_table
 from qa_app.llm import sentence_model
 from qa_app.models import Answer, Citation, Passage
 from qa_app.prompts import load_prompt
@@ -242,7 +243,7 @@ class ExtractiveGenerator:
         if q.qtype == "time":
             return bool(TIME_RE.search(norm))
         if q.qtype == "list":
-            return norm.count("、") >= 1 or norm.count(",") + norm.count("，") + norm.count(";") >= 2 or "|" in norm
+            return norm.count("、") >= 1 or norm.count(",") + norm.count("，") + norm.count(";") >= 2 or holds_table(norm)
         return True
 
     def _coverage(self, q: QuestionAnalysis, sentence: str, heading: str, nearby: str) -> float:

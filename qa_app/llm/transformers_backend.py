@@ -73,7 +73,7 @@ class TransformersGenerator(ChatGenerator):
             raise GeneratorError("QA_LLM_MODEL is not set: point it at a local model folder", unavailable=True)
         return load_model(self.settings.llm_model)
 
-    def _encode(self, messages: list[dict]):
+    def encode(self, messages: list[dict]):
         tokenizer, _, _ = self._loaded()
         try:
             enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
@@ -99,14 +99,14 @@ class TransformersGenerator(ChatGenerator):
             messages = build_messages(question.query.text, given, self.settings.prompts_dir, latin=question.query.latin)
             if not limit:
                 return messages, given
-            length = self._encode(messages)["input_ids"].shape[1]
+            length = self.encode(messages)["input_ids"].shape[1]
             if length + room <= limit:
                 return messages, given
             if len(given) <= 1:
                 raise GeneratorError(f"the prompt ({length} tokens) and {room} new tokens do not fit the model's context of {limit} tokens")
             given = given[:-1]
 
-    def _generate_kwargs(self, enc, max_tokens: int | None) -> dict:
+    def generate_kwargs(self, enc, max_tokens: int | None) -> dict:
         tokenizer, _, _ = self._loaded()
         temperature = self.settings.llm_temperature
         kwargs = dict(
@@ -124,10 +124,10 @@ class TransformersGenerator(ChatGenerator):
         import torch
 
         tokenizer, model, lock = self._loaded()
-        enc = self._encode(messages)
+        enc = self.encode(messages)
         try:
             with lock, torch.inference_mode():
-                out = model.generate(**self._generate_kwargs(enc, max_tokens))
+                out = model.generate(**self.generate_kwargs(enc, max_tokens))
         except Exception as exc:  # noqa: BLE001
             raise GeneratorError(f"generation failed: {type(exc).__name__}: {str(exc)[:200]}") from exc
         return tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
@@ -139,14 +139,14 @@ class TransformersGenerator(ChatGenerator):
         from transformers import TextIteratorStreamer
 
         tokenizer, model, lock = self._loaded()
-        enc = self._encode(messages)
+        enc = self.encode(messages)
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=self.settings.llm_timeout)
         failure: list[BaseException] = []
 
         def run() -> None:
             try:
                 with lock, torch.inference_mode():
-                    model.generate(**self._generate_kwargs(enc, None), streamer=streamer)
+                    model.generate(**self.generate_kwargs(enc, None), streamer=streamer)
             except Exception as exc:  # noqa: BLE001
                 failure.append(exc)
                 streamer.end()
