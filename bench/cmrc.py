@@ -14,7 +14,7 @@ Both modes:
 
 The data (CC BY-SA 4.0) is read in place: --file, default the trial file in
 <project>/../shared/benchmarks/cmrc2018 or $QA_CMRC_DIR; nothing of it is copied. The scorer is
-cmrc2018_evaluate.py beside --file, else the one in that folder (see qa_app/cmrc.py).
+cmrc2018_evaluate.py beside --file, else the one in that folder (see qa_app/eval/cmrc.py).
 
     python bench/cmrc.py --mode all [--file PATH] [--limit N] [--json out.json]
 """
@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from qa_app import cmrc  # noqa: E402
+from qa_app.eval import cmrc  # noqa: E402
 
 PAPER_NOTE = (
     "Published reference points (upstream dev set, 10-run averages, span EM/F1): BERT (Chinese) EM 63.5 / "

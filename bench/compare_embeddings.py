@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, hit_ranks, retrieval_metrics, with_evidence
+from _common import ROOT, hit_ranks, rank_metrics, with_evidence
 from qa_app.config import Settings
-from qa_app.evaluate import load_eval_set
+from qa_app.eval.sets import load_eval_set
 from qa_app.index.hybrid import HybridSearcher
 from qa_app.index.store import Index
 from qa_app.ingest.pipeline import ingest
@@ -23,7 +23,7 @@ from qa_app.ingest.pipeline import ingest
 
 def searcher_metrics(searcher: HybridSearcher, items) -> dict[str, float]:
     ranks = hit_ranks(items, lambda q: [(p.doc.doc_id, p.chunk.text) for p in searcher.search(q, k=10)])
-    m = retrieval_metrics(ranks, ks=(1, 5))
+    m = rank_metrics(ranks, ks=(1, 5))
     m.pop("n")
     return m
 

@@ -88,7 +88,8 @@ def _recording_assistant(data_dir: str):
 
 
 def dump_eval(spec: str, out) -> None:
-    from qa_app.evaluate import answer_correct, load_eval_set
+    from qa_app.eval.metrics import answer_correct
+    from qa_app.eval.sets import load_eval_set
 
     path, _, data_dir = spec.partition(":")
     rec, assistant = _recording_assistant(data_dir)
@@ -101,7 +102,7 @@ def dump_eval(spec: str, out) -> None:
 
 
 def dump_cmrc(spec: str, out) -> None:
-    from qa_app import cmrc
+    from qa_app.eval import cmrc
     from qa_app.question import QuestionError
 
     path, _, pool = spec.partition(":")
@@ -119,7 +120,7 @@ def dump_cmrc(spec: str, out) -> None:
 
 
 def dump_rgb(rgb_dir: str, out, vectors_dir: str | None = None, rates=(0.4, 1.0)) -> None:
-    from qa_app import rgb
+    from qa_app.eval import rgb
     from qa_app.config import settings_with
     from qa_app.index.store import Index
 

@@ -61,7 +61,8 @@ def _record(searcher, set_name: str, item_id: str, question: str, holds) -> dict
 
 
 def dump(args) -> None:
-    from qa_app.evaluate import hit_rank, load_eval_set
+    from qa_app.eval.metrics import hit_rank
+    from qa_app.eval.sets import load_eval_set
 
     with open(args.out, "w", encoding="utf-8") as out:
         for spec in args.eval:
@@ -75,7 +76,7 @@ def dump(args) -> None:
                 if r:
                     out.write(json.dumps(r) + "\n")
         for spec in args.cmrc:
-            from qa_app import cmrc
+            from qa_app.eval import cmrc
 
             path, _, pool = spec.partition(":")
             searcher = _searchers(pool)

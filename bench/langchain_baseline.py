@@ -7,7 +7,7 @@ search. Variants on the same chunks: BM25 (rank_bm25, plain jieba with its defau
 and BM25 + dense fused by reciprocal rank fusion (k=60, equal weights).
 Ours: Assistant.search over an index of the seeds (built in --data-dir when missing).
 
-recall@1/5/10 and MRR as qa_app.evaluate computes them (qa_app.evaluate.hit_rank: a hit is a
+recall@1/5/10 and MRR as qa_app.eval.metrics computes them (qa_app.eval.metrics.hit_rank: a hit is a
 retrieved chunk of the evidence document holding an evidence quote after normalisation), over
 the questions that have evidence; the baseline's "top-5" is its recall@5.
 
@@ -32,7 +32,7 @@ from _common import (
     make_bench_embeddings,
     markdown_table,
     open_index,
-    retrieval_metrics,
+    rank_metrics,
     with_evidence,
     write_json,
 )
@@ -130,7 +130,7 @@ def evaluate(systems: dict[str, Retrieve], sets: dict[str, list]) -> list[dict]:
     for set_name, items in sets.items():
         items = with_evidence(items)
         for name, retrieve in systems.items():
-            rows.append({"system": name, "set": set_name, **retrieval_metrics(hit_ranks(items, retrieve))})
+            rows.append({"system": name, "set": set_name, **rank_metrics(hit_ranks(items, retrieve))})
     return rows
 
 

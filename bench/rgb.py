@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from qa_app import rgb  # noqa: E402
+from qa_app.eval import rgb  # noqa: E402
 
 PAPER_NOTE = (
     "Paper rows: the published Chinese figures of Chen et al., AAAI-24 (arXiv:2309.01431), Tables 1, 3, 5 "

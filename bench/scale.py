@@ -46,14 +46,14 @@ from _common import (
     markdown_table,
     peak_rss_mb,
     open_index,
-    retrieval_metrics,
+    rank_metrics,
     sentences,
     timed,
     with_evidence,
     write_json,
 )
 from ingest_speed import run_scenario
-from qa_app.evaluate import hit_rank
+from qa_app.eval.metrics import hit_rank
 from query_latency import measure_assistant
 
 SECTIONS_PER_DOC = 1000
@@ -172,7 +172,7 @@ def load_and_query(data_dir: str, embedder: str, sets: list[str], limit: int | N
     latency = measure_assistant(assistant, questions, rounds)
     steps = component_timings(index, questions)
     evidence = with_evidence(items)
-    quality = retrieval_metrics([doc_agnostic_rank(i, [p.chunk.text for p in assistant.search(i.question, k=10)])
+    quality = rank_metrics([doc_agnostic_rank(i, [p.chunk.text for p in assistant.search(i.question, k=10)])
                                  for i in evidence])
     out = {
         "chunks": len(index), "snapshot_build_ms": snapshot_ms, "catalog_load_ms": catalog_ms,

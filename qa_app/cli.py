@@ -202,10 +202,10 @@ def eval_cmd(
 
     Finished items are saved as they come (next to --json, else in --report, else in the data
     folder); after Ctrl-C the same command resumes where it stopped."""
-    from qa_app.evaluate import (
-        DEFAULT_WORKERS, Checkpoint, EvalSetError, checkpoint_path, evaluate, format_category_table,
-        format_table, load_eval_sets, results_document, run_info, settings_fingerprint, write_json,
-    )
+    from qa_app.eval.checkpoint import Checkpoint, checkpoint_path, results_document, run_info, settings_fingerprint, write_json
+    from qa_app.eval.report import format_category_table, format_table
+    from qa_app.eval.runner import DEFAULT_WORKERS, evaluate
+    from qa_app.eval.sets import EvalSetError, load_eval_sets
     from qa_app.llm.base import GeneratorError
     from qa_app.llm.registry import available
 
@@ -262,13 +262,13 @@ def eval_cmd(
 
 
 def _write_report(document, report_dir: Path) -> None:
-    from qa_app.eval_report import write_report
+    from qa_app.eval.report import write_report
 
     typer.echo(f"wrote {write_report(document, report_dir)} and report.md")
 
 
 def _load_results(path: Path):
-    from qa_app.eval_diff import load_results
+    from qa_app.eval.diff import load_results
 
     try:
         return load_results(path)
@@ -283,7 +283,7 @@ def eval_diff_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
 ):
     """Which items got better or worse between two eval runs (answers, refusals, evidence rank) and the metric deltas."""
-    from qa_app.eval_diff import diff, format_diff
+    from qa_app.eval.diff import diff, format_diff
 
     d = diff(_load_results(before), _load_results(after))
     typer.echo(json.dumps(d, ensure_ascii=False, indent=1) if as_json else format_diff(d))

@@ -5,7 +5,8 @@ import pytest
 
 from qa_app.answer import Assistant, EmptyIndexError, QuestionError
 from qa_app.config import Settings
-from qa_app.evaluate import answer_correct, load_eval_set
+from qa_app.eval.metrics import answer_correct
+from qa_app.eval.sets import load_eval_set
 from qa_app.grounding import contains_number, numbers_in
 from qa_app.text import match_form
 

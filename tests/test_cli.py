@@ -91,7 +91,7 @@ def test_eval_interrupted_then_resumed(seeds_index, tmp_path, monkeypatch):
     other five only and ends with the same results as a clean run."""
     from typer.testing import CliRunner
 
-    import qa_app.evaluate as ev
+    import qa_app.eval.runner as ev
     from qa_app.cli import app
 
     small = _small_set(tmp_path)

@@ -1,4 +1,4 @@
-"""The CMRC 2018 adapter (qa_app/cmrc.py): the official scorer's EM/F1 on hand-made answers,
+"""The CMRC 2018 adapter (qa_app/eval/cmrc.py): the official scorer's EM/F1 on hand-made answers,
 the loader on a hand-made SQuAD file, then a small slice of the real trial set in both modes.
 
 CMRC 2018 is CC BY-SA 4.0 and is read in place from ../shared beside the clone: none of its
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from qa_app import cmrc
+from qa_app.eval import cmrc
 from qa_app.models import Answer, Citation
 
 from .conftest import ROOT

@@ -5,9 +5,9 @@ import re
 
 import pytest
 
-from qa_app.eval_diff import diff, format_diff
-from qa_app.eval_report import failure_kinds, highlight, write_report
-from qa_app.evaluate import results_document
+from qa_app.eval.diff import diff, format_diff
+from qa_app.eval.report import failure_kinds, highlight, write_report
+from qa_app.eval.checkpoint import results_document
 
 from .test_cli import run
 from .test_evaluate import hand_results

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from qa_app.evaluate import load_eval_set
+from qa_app.eval.sets import load_eval_set
 from qa_app.ingest.loaders import load
 from qa_app.text import is_latin_question, match_form
 

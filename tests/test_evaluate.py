@@ -6,10 +6,11 @@ import threading
 import pytest
 
 from qa_app.config import Settings
-from qa_app.evaluate import (
-    Checkpoint, EvalItem, EvalSetError, ItemResult, answer_correct, by_category, evaluate, format_table, hit_rank,
-    load_eval_set, load_eval_sets, percentile, recall_curve, results_document, settings_fingerprint, summarise,
-)
+from qa_app.eval.checkpoint import Checkpoint, results_document, settings_fingerprint
+from qa_app.eval.metrics import answer_correct, by_category, hit_rank, ItemResult, percentile, recall_curve, summarise
+from qa_app.eval.report import format_table
+from qa_app.eval.runner import evaluate
+from qa_app.eval.sets import EvalItem, EvalSetError, load_eval_set, load_eval_sets
 from qa_app.models import Answer, Chunk, Citation, DocumentInfo, Passage
 
 from .conftest import DEV_SET, SEEDS
@@ -391,7 +392,7 @@ def test_a_model_that_fails_one_item_is_an_error_item_but_an_unreachable_one_sto
 
 
 def test_error_items_in_the_report_and_the_saved_results(tmp_path):
-    from qa_app.eval_report import failure_kinds, render_markdown, write_report
+    from qa_app.eval.report import failure_kinds, render_markdown, write_report
 
     items = load_eval_set(_bad_set(tmp_path))
     results = evaluate(items, ScriptedAssistant(), progress=False)
@@ -410,7 +411,7 @@ def test_error_items_in_the_report_and_the_saved_results(tmp_path):
 
 
 def test_everything_fails_and_the_report_still_renders(tmp_path):
-    from qa_app.eval_report import write_report
+    from qa_app.eval.report import write_report
 
     f = tmp_path / "all_bad.jsonl"
     f.write_text('{"question": ""}\nnot json\n', encoding="utf-8")

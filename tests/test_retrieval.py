@@ -1,5 +1,6 @@
 """Hybrid retrieval over the real seeds."""
-from qa_app.evaluate import NO_ANSWER_CATEGORIES, hit_rank, load_eval_set
+from qa_app.eval.metrics import hit_rank
+from qa_app.eval.sets import load_eval_set, NO_ANSWER_CATEGORIES
 from qa_app.index.hybrid import Filters, HybridRetriever
 
 from .conftest import DEV_SET

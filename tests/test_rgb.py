@@ -1,4 +1,4 @@
-"""The RGB adapter (qa_app/rgb.py): the paper's scoring rule and sampling on hand-made items,
+"""The RGB adapter (qa_app/eval/rgb.py): the paper's scoring rule and sampling on hand-made items,
 then a small slice of the real benchmark in both modes.
 
 RGB is CC BY-NC-SA 4.0 and is read in place from ../shared beside the clone: none of its
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from qa_app import rgb
+from qa_app.eval import rgb
 from qa_app.models import Answer
 
 SLICE = 10

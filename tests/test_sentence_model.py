@@ -6,7 +6,8 @@ import pytest
 
 from qa_app.answer import Assistant
 from qa_app.config import Settings
-from qa_app.evaluate import answer_correct, load_eval_set
+from qa_app.eval.metrics import answer_correct
+from qa_app.eval.sets import load_eval_set
 from qa_app.llm import sentence_model
 from qa_app.llm.extractive import ExtractiveGenerator
 

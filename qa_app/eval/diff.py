@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from qa_app.evaluate import NO_ANSWER_CATEGORIES, format_value
+from qa_app.eval.report import format_value
+from qa_app.eval.sets import NO_ANSWER_CATEGORIES
 
 
 def load_results(path: Path) -> dict[str, Any]:

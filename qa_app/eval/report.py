@@ -1,4 +1,4 @@
-"""The evaluation report: report.md and a self-contained report.html from a results document
+"""The terminal's metric tables, and the evaluation report: report.md and a self-contained report.html from a results document
 (what ``qa-app eval --json`` writes), so a person can see what failed and why.
 
 Charts are drawn with matplotlib's Agg canvas directly (no pyplot: no global state, no
@@ -9,12 +9,40 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from pathlib import Path
 from typing import Any
 
-from qa_app.evaluate import NO_ANSWER_CATEGORIES, format_value
+from qa_app.eval.sets import NO_ANSWER_CATEGORIES
 from qa_app.highlight import highlight
 
+# --- the terminal's tables -----------------------------------------------------------------------
+def format_value(key: str, v: float | None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if key in ("n", "errors"):
+        return str(int(v))
+    return f"{v:.1f}" if "ms" in key or "chars" in key else f"{v:.3f}"
+
+
+def format_table(metrics: dict[str, float], errors: int | None = None) -> str:
+    """The metrics as a Markdown table; with ``errors``, a last row counting the error items."""
+    lines = ["| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {format_value(k, v)} |" for k, v in metrics.items()]
+    if errors is not None:
+        lines.append(f"| errors | {errors} |")
+    return "\n".join(lines)
+
+
+def format_category_table(cats: dict[str, dict[str, float]]) -> str:
+    lines = ["| category | n | recall@5 | correct |", "|---|---|---|---|"]
+    lines += [
+        f"| {cat} | {m['n']} | {format_value('recall@5', m['recall@5'])} | {m['correct']:.3f} |" for cat, m in cats.items()
+    ]
+    return "\n".join(lines)
+
+
+# --- the report files -----------------------------------------------------------------------------
 CHARTS = {"latency": "latency.png", "recall": "recall_at_k.png"}
 
 

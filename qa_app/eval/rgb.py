@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from qa_app.config import PROJECT_DIR
+from qa_app.eval.metrics import rank_metrics
 from qa_app.index.bm25 import BM25Index
 from qa_app.index.query import Query
 from qa_app.index.tokenize import tokens
@@ -350,11 +351,8 @@ def run_open(assistant, items: list[dict[str, Any]], k: int = 10) -> list[OpenRe
 
 
 def retrieval_metrics(ranks: list[list[int]]) -> dict[str, float]:
-    """recall@1/5/10 (share of questions with a hit in the top k) and MRR@10."""
-    n = len(ranks) or 1
-    out = {f"recall@{k}": sum(any(r <= k for r in rs) for rs in ranks) / n for k in (1, 5, 10)}
-    out["mrr"] = sum(1.0 / min(rs) for rs in ranks if rs) / n
-    return out
+    """recall@1/5/10 and MRR from each question's hit ranks (the first one counts)."""
+    return rank_metrics(min(rs) if rs else None for rs in ranks)
 
 
 def open_summary(results: list[OpenResult]) -> dict[str, Any]:
