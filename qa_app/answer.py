@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from typing import Generator as Steps
 from typing import Iterator
 
@@ -29,7 +30,7 @@ from qa_app.llm.base import Generator, GeneratorError
 from qa_app.llm.registry import make_generator
 from qa_app.models import Answer, Citation, Passage
 from qa_app.prompts import load_prompt
-from qa_app.question import QuestionError, analyse, clean_question
+from qa_app.question import QuestionAnalysis, QuestionError, analyse, clean_question
 from qa_app.places import gazetteer
 from qa_app.text import is_latin_question, normalize
 
@@ -78,6 +79,27 @@ def merge_answers(question: str, answers: list[Answer], labels: list[str] | None
     merged.grounded = all(a.grounded for a in answers)
     merged.timings = {k: sum(a.timings.get(k, 0.0) for a in answers) for k in ("retrieve_ms", "generate_ms")}
     return merged
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """What retrieval hands to answering: the parsed query, the question's scope (its places,
+    what 今年 means), and the passages it allows (none when the scope names no indexed place)."""
+
+    query: Query
+    scope: QuestionScope
+    passages: list[Passage]
+
+
+@dataclass(frozen=True)
+class Prompted:
+    """What an LLM answer starts from: the question's analysis and its passages; or, when no
+    passage matched, the refusal that is the answer (``early``)."""
+
+    analysis: QuestionAnalysis | None
+    passages: list[Passage]
+    early: Answer | None
+    retrieve_ms: float
 
 
 class EmptyIndexError(RuntimeError):
@@ -177,13 +199,13 @@ class Assistant:
 
     def _retrieve(
         self, question: str, filters: Filters | None, k: int | None, snap: Snapshot
-    ) -> tuple[Query, QuestionScope, list[Passage]]:
-        """The question's scope (its places, what 今年 means) and the passages it allows."""
+    ) -> Retrieved:
         scope = resolve_scope(normalize(question), list(snap.docs.values()))
         query = Query.parse(with_explicit_years(question, scope.anchor_year))
         if scope.out_of_scope:
-            return query, scope, []
-        return query, scope, self.searcher.search(query, k or self.settings.answer_passages, filters, scope=scope, snap=snap)
+            return Retrieved(query, scope, [])
+        return Retrieved(query, scope, self.searcher.search(query, k or self.settings.answer_passages, filters,
+                                                            scope=scope, snap=snap))
 
     def _scope_refusal(self, question: str, scope: QuestionScope, snap: Snapshot) -> str:
         """A refusal that says which places the index has nothing about, and what it covers."""
@@ -210,7 +232,8 @@ class Assistant:
         deadline.check()  # between the parts of a compound question
         t0 = time.perf_counter()
         snap = snap or self.index.snapshot()
-        query, scope, passages = self._retrieve(question, filters, k, snap)
+        found = self._retrieve(question, filters, k, snap)
+        query, scope, passages = found.query, found.scope, found.passages
         t1 = time.perf_counter()
         if scope.out_of_scope:
             answer = Answer(question=question, text=self._scope_refusal(question, scope, snap), backend=generator.name, refused=True)
@@ -233,7 +256,7 @@ class Assistant:
         """The passages for one prompt: for a compound question, each part's passages in turn."""
         n = k or self.settings.answer_passages
         snap = snap or self.index.snapshot()
-        lists = [self._retrieve(p, filters, n, snap)[2] for _, p in self._parts(question, snap)]
+        lists = [self._retrieve(p, filters, n, snap).passages for _, p in self._parts(question, snap)]
         if len(lists) == 1:
             return lists[0]
         pooled: list[Passage] = []
@@ -245,8 +268,7 @@ class Assistant:
                     pooled.append(found[rank])
         return pooled[:n]
 
-    def _llm_setup(self, question: str, filters: Filters | None, k: int | None):
-        """(analysis, passages, refusal-or-None, retrieve_ms)."""
+    def _llm_setup(self, question: str, filters: Filters | None, k: int | None) -> Prompted:
         t0 = time.perf_counter()
         query = Query.parse(question)
         snap = self.index.snapshot()  # one view of the index for the whole answer
@@ -258,8 +280,8 @@ class Assistant:
             answer = Answer(question=question, text=text, backend=self.generator.name, refused=True)
             answer.reasons.append("no passage matched the question")
             answer.timings = {"retrieve_ms": retrieve_ms}
-            return None, [], answer, retrieve_ms
-        return analyse(query, snap.bm25.term_idf, snap.knows), passages, None, retrieve_ms
+            return Prompted(None, [], answer, retrieve_ms)
+        return Prompted(analyse(query, snap.bm25.term_idf, snap.knows), passages, None, retrieve_ms)
 
     def _refusal(self, question: str) -> str:
         return load_prompt("refuse_en" if is_latin_question(question) else "refuse", self.settings.prompts_dir)
@@ -354,11 +376,12 @@ class Assistant:
             if stream:
                 yield final.text
             return final
-        analysis, passages, early, retrieve_ms = self._llm_setup(question, filters, k)
-        if early is not None:
+        setup = self._llm_setup(question, filters, k)
+        if setup.early is not None:
             if stream:
-                yield early.text
-            return early
+                yield setup.early.text
+            return setup.early
+        analysis, passages = setup.analysis, setup.passages
         deadline.check()  # before the model's wait, the longest step
         t1 = time.perf_counter()
         shown: list[str] = []
@@ -375,7 +398,7 @@ class Assistant:
         except GeneratorError as exc:
             final = self._llm_failed(question, filters, k, [f"{self.generator.name} failed: {exc}"], error=exc)
         else:
-            answer.timings.update(retrieve_ms=retrieve_ms, generate_ms=(time.perf_counter() - t1) * 1000)
+            answer.timings.update(retrieve_ms=setup.retrieve_ms, generate_ms=(time.perf_counter() - t1) * 1000)
             final = self._verify(answer, question, filters, k)
         if stream and final is not answer:
             yield (self._notice(final, question) if shown else "") + final.text

@@ -172,3 +172,22 @@ def test_a_plugin_vector_store_holds_the_index(monkeypatch, tmp_path, seeds_inde
     assert index.delete_document("parks.txt") and index.vectors.doc_ids() == {"schools.txt"}
     with pytest.raises(ValueError, match="QA_VECTOR_STORE"):
         Index(Settings(data_dir=tmp_path / "other", vector_store="nope"))
+
+
+def test_model_backends_own_typed_options(seeds_index):
+    """Each model backend declares what it reads of the settings (QA_LLM_*), typed and frozen."""
+    from pydantic import ValidationError
+
+    from qa_app.llm.openai_backend import OpenAIGenerator
+    from qa_app.llm.transformers_backend import TransformersGenerator
+
+    settings = seeds_index.settings.model_copy(update={"llm_api_key": "sk-secret", "llm_model": "m", "llm_timeout": 7.5})
+    options = OpenAIGenerator(settings).options
+    assert options.model == "m" and options.timeout == 7.5 and options.api_key.get_secret_value() == "sk-secret"
+    assert "sk-secret" not in repr(options) and "sk-secret" not in str(options.model_dump())
+    local = TransformersGenerator.Options.from_settings(settings)
+    assert set(local.model_fields) == {"model", "timeout", "temperature", "max_tokens"}  # no key, no URL
+    with pytest.raises(ValidationError):
+        options.timeout = 1.0  # frozen: a generator's options do not change under it
+    with pytest.raises(ValidationError):
+        OpenAIGenerator.Options.from_settings(settings.model_copy(update={"llm_timeout": "soon"}))

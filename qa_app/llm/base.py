@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import time
-from typing import Iterator, Protocol
+from typing import ClassVar, Iterator, Protocol
+
+from pydantic import BaseModel, ConfigDict
 
 from qa_app.llm.errors import GeneratorError  # noqa: F401  (re-exported: backends and callers import it from here)
 from qa_app.llm.prompting import ThinkFilter, build_condense_messages, build_messages, clean_condensed, to_answer
@@ -15,6 +17,8 @@ class Generator(Protocol):
     entry point in the ``qa_app.generators`` group)."""
 
     name: str
+    # A model backend (a ``ChatGenerator``) also declares ``Options``: the settings it reads, typed
+    # (``BackendOptions``), as ``self.options``; the extractive answerer reads the answering settings.
     # A model that writes its own text: its answers are verified (grounding.check strict) and it
     # is asked to condense follow-ups; it is a ``ChatGenerator``. The extractive answerer quotes.
     is_llm: bool
@@ -34,6 +38,18 @@ class Generator(Protocol):
         ...
 
 
+class BackendOptions(BaseModel):
+    """A model backend's options, typed and frozen: each backend declares the fields it uses, and
+    they are read from the settings' ``llm_<field>`` (``QA_LLM_<FIELD>``), so a backend sees
+    nothing it does not declare and a key prints as ``**********``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def from_settings(cls, settings) -> BackendOptions:
+        return cls(**{name: getattr(settings, f"llm_{name}") for name in cls.model_fields})
+
+
 class ChatGenerator:
     """Base of the LLM backends: prompts from files, [n] citations parsed, think-blocks removed.
 
@@ -45,9 +61,11 @@ class ChatGenerator:
 
     name = "llm"
     is_llm = True
+    Options: ClassVar[type[BackendOptions]] = BackendOptions
 
     def __init__(self, settings):
         self.settings = settings
+        self.options = self.Options.from_settings(settings)
 
     @classmethod
     def readiness(cls, settings) -> tuple[bool, str]:

@@ -13,7 +13,9 @@ import os
 import threading
 from typing import Iterator
 
-from qa_app.llm.base import ChatGenerator, GeneratorError
+from pydantic import SecretStr
+
+from qa_app.llm.base import BackendOptions, ChatGenerator, GeneratorError
 
 _OPENAI_HOST = "api.openai.com"
 
@@ -27,8 +29,20 @@ def _text(content) -> str:
     return "" if content is None else str(content)
 
 
+class OpenAIOptions(BackendOptions):
+    model: str | None = None
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    timeout: float = 60.0
+    max_retries: int = 1
+    temperature: float = 0.1
+    max_tokens: int = 512
+
+
 class OpenAIGenerator(ChatGenerator):
     name = "openai"
+    Options = OpenAIOptions
+    options: OpenAIOptions
 
     def __init__(self, settings):
         super().__init__(settings)
@@ -37,31 +51,32 @@ class OpenAIGenerator(ChatGenerator):
 
     @classmethod
     def readiness(cls, settings) -> tuple[bool, str]:
-        if not settings.llm_base_url and not settings.llm_api_key:
+        o = cls.Options.from_settings(settings)
+        if not o.base_url and not o.api_key:
             return False, "not configured: set QA_LLM_BASE_URL (and QA_LLM_MODEL, QA_LLM_API_KEY)"
-        if not settings.llm_model:
+        if not o.model:
             return False, "not configured: set QA_LLM_MODEL"
         import httpx
 
-        url = (settings.llm_base_url or f"https://{_OPENAI_HOST}/v1").rstrip("/") + "/models"
-        headers = {"Authorization": f"Bearer {settings.llm_api_key}"} if settings.llm_api_key else {}
+        url = (o.base_url or f"https://{_OPENAI_HOST}/v1").rstrip("/") + "/models"
+        headers = {"Authorization": f"Bearer {o.api_key.get_secret_value()}"} if o.api_key else {}
         try:
-            r = httpx.get(url, headers=headers, timeout=min(settings.llm_timeout, 5.0))
+            r = httpx.get(url, headers=headers, timeout=min(o.timeout, 5.0))
         except httpx.HTTPError as exc:
             return False, f"unreachable: {url} ({type(exc).__name__})"
         if r.status_code in (401, 403):
             return False, f"reachable, but the API key was refused (HTTP {r.status_code})"
-        return r.status_code < 500, f"reachable: {url} (HTTP {r.status_code}), model {settings.llm_model}"
+        return r.status_code < 500, f"reachable: {url} (HTTP {r.status_code}), model {o.model}"
 
     @property
     def where(self) -> str:
-        return self.settings.llm_base_url or f"https://{_OPENAI_HOST}/v1"
+        return self.options.base_url or f"https://{_OPENAI_HOST}/v1"
 
     def _official(self) -> bool:
         return _OPENAI_HOST in self.where
 
     def _token_limit(self, max_tokens: int | None) -> dict:
-        n = max_tokens or self.settings.llm_max_tokens
+        n = max_tokens or self.options.max_tokens
         if not n:
             return {}
         # OpenAI wants max_completion_tokens (ChatOpenAI sends it); Ollama, LM Studio and most
@@ -72,8 +87,8 @@ class OpenAIGenerator(ChatGenerator):
         """The ``ChatOpenAI`` model, built on first use (a missing setting is a ``GeneratorError``)."""
         with self._lock:
             if self._llm is None:
-                s = self.settings
-                if not s.llm_model:
+                o = self.options
+                if not o.model:
                     raise GeneratorError(
                         "QA_LLM_MODEL is not set: name the model the endpoint serves (e.g. qwen2.5:7b, deepseek-chat)", unavailable=True
                     )
@@ -81,14 +96,14 @@ class OpenAIGenerator(ChatGenerator):
                     from langchain_openai import ChatOpenAI
                 except ImportError as exc:  # pragma: no cover - the llm extra is missing
                     raise GeneratorError("the openai backend needs langchain-openai: pip install 'qa_app[llm]'") from exc
-                key = s.llm_api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"  # local servers take any key
+                key = (o.api_key.get_secret_value() if o.api_key else None) or os.environ.get("OPENAI_API_KEY") or "not-needed"  # local servers take any key
                 self._llm = ChatOpenAI(
-                    model=s.llm_model,
-                    base_url=s.llm_base_url,
+                    model=o.model,
+                    base_url=o.base_url,
                     api_key=key,
-                    timeout=s.llm_timeout,
-                    max_retries=s.llm_max_retries,
-                    temperature=s.llm_temperature,
+                    timeout=o.timeout,
+                    max_retries=o.max_retries,
+                    temperature=o.temperature,
                     **self._token_limit(None),
                 )
             return self._llm
@@ -97,17 +112,17 @@ class OpenAIGenerator(ChatGenerator):
         import httpx
         import openai
 
-        s, where = self.settings, self.where
+        o, where = self.options, self.where
         if isinstance(exc, GeneratorError):
             return exc
         if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
-            msg = f"no reply from the LLM endpoint {where} within {s.llm_timeout:g} s (QA_LLM_TIMEOUT)"
+            msg = f"no reply from the LLM endpoint {where} within {o.timeout:g} s (QA_LLM_TIMEOUT)"
         elif isinstance(exc, openai.AuthenticationError):
             msg = f"the LLM endpoint {where} refused the API key (HTTP 401): check QA_LLM_API_KEY"
         elif isinstance(exc, openai.PermissionDeniedError):
             msg = f"the LLM endpoint {where} denied access (HTTP 403): check QA_LLM_API_KEY and the model's permissions"
         elif isinstance(exc, openai.NotFoundError):
-            msg = f"the LLM endpoint {where} does not know model {s.llm_model!r} or the path (HTTP 404): check QA_LLM_MODEL and QA_LLM_BASE_URL (most servers end in /v1)"
+            msg = f"the LLM endpoint {where} does not know model {o.model!r} or the path (HTTP 404): check QA_LLM_MODEL and QA_LLM_BASE_URL (most servers end in /v1)"
         elif isinstance(exc, openai.RateLimitError):
             msg = f"the LLM endpoint {where} is rate-limiting or out of quota (HTTP 429)"
         elif isinstance(exc, openai.APIConnectionError) or isinstance(exc, httpx.TransportError):

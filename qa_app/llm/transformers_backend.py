@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from qa_app.llm.base import ChatGenerator, GeneratorError
+from qa_app.llm.base import BackendOptions, ChatGenerator, GeneratorError
 from qa_app.models import Passage
 from qa_app.question import QuestionAnalysis
 
@@ -53,25 +53,32 @@ def load_model(folder: str | Path) -> tuple:
     return _MODELS[key]
 
 
+class TransformersOptions(BackendOptions):
+    model: str | None = None  # a local model folder (or a hub name where the hub is reachable)
+    timeout: float = 60.0
+    temperature: float = 0.1
+    max_tokens: int = 512
+
+
 class TransformersGenerator(ChatGenerator):
     name = "transformers"
-
-    def __init__(self, settings):
-        super().__init__(settings)
+    Options = TransformersOptions
+    options: TransformersOptions
 
     @classmethod
     def readiness(cls, settings) -> tuple[bool, str]:
-        if not settings.llm_model:
+        o = cls.Options.from_settings(settings)
+        if not o.model:
             return False, "not configured: set QA_LLM_MODEL to a local model folder"
-        folder = Path(settings.llm_model).expanduser()
+        folder = Path(o.model).expanduser()
         if not (folder / "config.json").is_file():
             return False, f"no model folder at {folder} (config.json missing)"
         return True, f"model folder {folder}"
 
     def _loaded(self) -> tuple:
-        if not self.settings.llm_model:
+        if not self.options.model:
             raise GeneratorError("QA_LLM_MODEL is not set: point it at a local model folder", unavailable=True)
-        return load_model(self.settings.llm_model)
+        return load_model(self.options.model)
 
     def encode(self, messages: list[dict]):
         tokenizer, _, _ = self._loaded()
@@ -94,7 +101,7 @@ class TransformersGenerator(ChatGenerator):
 
         given = passages[: self.settings.answer_passages]
         limit = self._context()
-        room = self.settings.llm_max_tokens
+        room = self.options.max_tokens
         while True:
             messages = build_messages(question.query.text, given, self.settings.prompts_dir, latin=question.query.latin)
             if not limit:
@@ -108,11 +115,11 @@ class TransformersGenerator(ChatGenerator):
 
     def generate_kwargs(self, enc, max_tokens: int | None) -> dict:
         tokenizer, _, _ = self._loaded()
-        temperature = self.settings.llm_temperature
+        temperature = self.options.temperature
         kwargs = dict(
             enc,
-            max_new_tokens=max_tokens or self.settings.llm_max_tokens,
-            max_time=self.settings.llm_timeout,
+            max_new_tokens=max_tokens or self.options.max_tokens,
+            max_time=self.options.timeout,
             do_sample=temperature > 0,
             pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
         )
@@ -140,7 +147,7 @@ class TransformersGenerator(ChatGenerator):
 
         tokenizer, model, lock = self._loaded()
         enc = self.encode(messages)
-        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=self.settings.llm_timeout)
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=self.options.timeout)
         failure: list[BaseException] = []
 
         def run() -> None:
@@ -158,8 +165,8 @@ class TransformersGenerator(ChatGenerator):
                 if piece:
                     yield piece
         except queue.Empty:
-            raise GeneratorError(f"the local model produced nothing for {self.settings.llm_timeout:g} s (QA_LLM_TIMEOUT)") from None
-        worker.join(timeout=self.settings.llm_timeout)
+            raise GeneratorError(f"the local model produced nothing for {self.options.timeout:g} s (QA_LLM_TIMEOUT)") from None
+        worker.join(timeout=self.options.timeout)
         if failure:
             exc = failure[0]
             raise GeneratorError(f"generation failed: {type(exc).__name__}: {str(exc)[:200]}") from exc
