@@ -133,13 +133,15 @@ def test_html_falls_back_to_the_whole_page_when_no_main_text_is_found(tmp_path, 
     assert "地区生产总值增长6%。" in text and "八里庄 |" in text and "首页" not in text
 
 
-def test_html_main_text_reads_line_breaks_and_cells():
+def test_html_main_text_reads_line_breaks_and_cells(tmp_path):
     pytest.importorskip("trafilatura")
     html = (
         "<html><body><article><h2>一、总体情况</h2><p>第一行。<br>第二行。</p>"
         "<table><tr><td><p>所属街道</p></td><td>点位名称</td></tr><tr><td>海淀街道</td><td>熊猫范</td></tr></table>"
         "<p>表后的句子。</p></article></body></html>"
     )
-    assert loaders._html_main_text(html).strip().split("\n") == [
+    page = tmp_path / "page.html"
+    page.write_text(html, encoding="utf-8")
+    assert loaders.load(page).strip().split("\n") == [
         "一、总体情况", "第一行。", "第二行。", "所属街道 |", "点位名称 |", "海淀街道 |", "熊猫范 |", "", "表后的句子。",
     ]
