@@ -28,7 +28,7 @@ from qa_app.doctor import run_doctor
 from qa_app.index.errors import DAMAGED, READ_ONLY, StorageError
 from qa_app.index.leftovers import STALE_AFTER_S, sweep_upload_leftovers, upload_staging
 from qa_app.index.store import REBUILD_FLAG, WRITING_FLAG, Index
-from qa_app.ingest.metadata import update_manifest
+from qa_app.manifest import update_manifest
 from qa_app.ingest.pipeline import ingest
 
 from .conftest import ROOT

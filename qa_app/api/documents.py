@@ -15,6 +15,7 @@ from qa_app.api.limits import API_PREFIX
 from qa_app.api.views import document_dict
 from qa_app.index.leftovers import upload_staging
 from qa_app.ingest.loaders import LoaderError, TooLarge, supported
+from qa_app.manifest import update_manifest
 
 
 def safe_filename(name: str | None) -> str:
@@ -78,7 +79,7 @@ def router(assistant: Assistant) -> APIRouter:
         planned: str | None = Form(None, description="the year(s) it plans for: 2026 or 2026-2030"),
         replace: bool = Form(False, description="replace the indexed document a file's cleaned name equals"),
     ):
-        from qa_app.ingest.metadata import update_manifest, upload_entry
+        from qa_app.ingest.metadata import upload_entry
         from qa_app.ingest.pipeline import ingest, prepare
 
         # What the uploader says about the documents overrides what is inferred from their text,
@@ -174,8 +175,6 @@ def router(assistant: Assistant) -> APIRouter:
             source = Path(doc.source_path) if doc.source_path else None
             if source is not None and source.parent == uploads_dir.resolve() and source.is_file():
                 source.unlink()
-                from qa_app.ingest.metadata import update_manifest
-
                 update_manifest(uploads_dir, {source.name: None})
         return {"deleted": doc_id, "chunks": len(index), "documents": len(index.documents())}
 

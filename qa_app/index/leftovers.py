@@ -46,6 +46,7 @@ from pathlib import Path
 
 from qa_app.index.errors import from_os_error
 from qa_app.index.lock import IndexBusyError
+from qa_app.manifest import update_manifest
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +197,6 @@ def _describe(found: _Found, data: Path) -> list[str]:
 
 
 def _sweep(found: _Found, data: Path) -> None:
-    from qa_app.ingest.metadata import update_manifest
-
     if not (found.dead_staging or found.unindexed or found.replaced):
         return
     uploads = data / UPLOADS_DIR

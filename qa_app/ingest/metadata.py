@@ -1,31 +1,13 @@
 """Document metadata: from a ``manifest.json`` beside the file, else inferred from the text."""
 from __future__ import annotations
 
-import json
 import re
-from functools import lru_cache
 from pathlib import Path
 
+from qa_app.manifest import manifest_entry
 from qa_app.text import YEAR_RE, to_simplified
 
 _DATE_RE = re.compile(r"(19[5-9]\d|20[0-4]\d)\s*[年\-./]\s*(\d{1,2})\s*[月\-./]\s*(\d{1,2})")
-
-
-@lru_cache(maxsize=32)
-def _manifest(folder: str, mtime: float) -> dict:
-    try:
-        data = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def manifest_entry(path: Path) -> dict:
-    mf = path.parent / "manifest.json"
-    if not mf.is_file():
-        return {}
-    entry = _manifest(str(path.parent), mf.stat().st_mtime).get(path.name, {})
-    return entry if isinstance(entry, dict) else {}
 
 
 def detect_script(text: str) -> str:
@@ -98,27 +80,3 @@ def upload_entry(title: str | None = None, date: str | None = None, place: str |
                                  f"({key} must be a year or a span of years, e.g. 2025 or 2021-2025: {value!r}.)")
             entry[key] = [int(m.group(1)), int(m.group(2) or m.group(1))]
     return entry
-
-
-def update_manifest(folder: Path, entries: dict[str, dict | None]) -> dict[str, dict | None]:
-    """Set (or, for None, remove) the entries of ``folder``'s manifest.json for the given file
-    names, written whole to a new file and swapped in; returns the entries they replaced."""
-    path = folder / "manifest.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, ValueError):
-        data = {}
-    data = data if isinstance(data, dict) else {}
-    before = {name: data.get(name) for name in entries}
-    for name, entry in entries.items():
-        if entry:
-            data[name] = entry
-        else:
-            data.pop(name, None)
-    if not data:
-        path.unlink(missing_ok=True)
-        return before
-    tmp = folder / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return before
