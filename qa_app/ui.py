@@ -52,7 +52,9 @@ CSS = """
 .qa-sources .qa-meta { color:var(--body-text-color-subdued); }
 .qa-sources .qa-passage { margin:4px 0 8px 1.2em; padding:6px 10px; border-left:3px solid #93b4f5;
                           background:var(--background-fill-secondary); line-height:1.7; }
-.qa-sources mark { background:#ffe58a; color:inherit; padding:0 1px; }
+.qa-sources .qa-quote { display:block; margin:2px 0 2px 1.6em; line-height:1.6; }
+/* Dark text on the yellow in both themes: inherited light text on pale yellow was unreadable in dark mode. */
+.qa-sources mark { background:#ffe58a; color:#1f2937; padding:0 1px; }
 footer { display:none !important; }
 """
 
@@ -78,8 +80,11 @@ def sources_html(answer: Answer) -> str:
     for n, c in sorted(seen.items()):
         meta = " · ".join(_e(x) for x in (c.date, c.section) if x)
         body = highlight_html(passages.get(c.chunk_id, c.quote), c.quote, CONTEXT_CHARS)
+        # Collapsed, with the quoted words in view: a long answer stays short, and the passage
+        # around the quote is one click away.
         items.append(
-            f'<details open><summary><b>[{n}]</b> {_e(c.title)} <span class="qa-meta">{meta}</span></summary>'
+            f'<details><summary><b>[{n}]</b> {_e(c.title)} <span class="qa-meta">{meta}</span>'
+            f'<span class="qa-quote"><mark>{_e(c.quote)}</mark></span></summary>'
             f'<div class="qa-passage">{body}</div></details>'
         )
     return f'<div class="qa-sources"><div class="qa-src-head">来源</div>{"".join(items)}</div>'

@@ -71,6 +71,15 @@ def test_chat_page_answers_with_sources_and_follow_up(page, tmp_path):
     expect(first.locator(".qa-sources")).to_contain_text(TITLE_2023)
     expect(first.locator(".qa-sources mark").first).to_contain_text("6%")
     expect(first).to_contain_text("[1]")
+    # Sources are collapsed with the quote in view; a click opens the passage around it.
+    quote = first.locator(".qa-sources summary .qa-quote").first
+    expect(quote).to_be_visible()
+    expect(quote).to_contain_text("6%")
+    passage = first.locator(".qa-sources .qa-passage").first
+    expect(passage).to_be_hidden()
+    first.locator(".qa-sources summary").first.click()
+    expect(passage).to_be_visible()
+    expect(passage.locator("mark").first).to_contain_text("6%")
 
     ask(page, "那2024年呢？")  # a follow-up: borrows the previous question's topic
     second = bots.nth(1)
@@ -92,3 +101,24 @@ def test_refusal_is_marked_and_new_conversation_clears(page):
 
     page.locator("#qa-new").click()
     expect(page.locator("#qa-chat .message")).to_have_count(0)
+
+
+def test_highlighted_quotes_are_readable_in_dark_mode(page, server_url):
+    """Dark text on the highlight in the dark theme too (it was light text on pale yellow)."""
+    from playwright.sync_api import expect
+
+    page.goto(server_url + "?__theme=dark")
+    ask(page, "2023年海淀区地区生产总值增长了多少？")
+    mark = page.locator("#qa-chat .message.bot .qa-sources mark").first
+    expect(mark).to_contain_text("6%")
+    colours = mark.evaluate("m => [getComputedStyle(m).color, getComputedStyle(m).backgroundColor,"
+                            " getComputedStyle(m.closest('.qa-sources')).color,"
+                            " document.body.className + '|' + document.documentElement.className]")
+
+    def luminance(css: str) -> float:
+        r, g, b = (int(x) / 255 for x in css[css.index("(") + 1:].rstrip(")").split(",")[:3])
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    text, background, around, classes = colours
+    assert "dark" in classes and luminance(around) > 0.6, colours  # the page really is dark: light text around
+    assert luminance(background) - luminance(text) > 0.5, colours  # dark text on a light highlight
