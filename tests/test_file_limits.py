@@ -27,6 +27,7 @@ from qa_app.ingest.clean import clean_report
 from qa_app.ingest.loaders import Limits, LoaderError, TooLarge, load
 from qa_app.ingest.pipeline import ingest, prepare
 
+from .pdfs import pdf, text_page
 from .test_api import error_message, serve
 
 MIB = 1024 * 1024
@@ -94,38 +95,6 @@ def lie_about_size(path: Path, member: str, declared: int) -> None:
     struct.pack_into("<L", data, central + 16, crc)
     struct.pack_into("<L", data, central + 24, declared)
     path.write_bytes(bytes(data))
-
-
-def pdf(pages: list[bytes], flate: bool = False) -> bytes:
-    """A PDF with one page per content stream in ``pages`` (Helvetica as F1), Flate-compressed when asked."""
-    n = len(pages)
-    font = 3 + 2 * n
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(b"%d 0 R" % (3 + 2 * i) for i in range(n)), n),
-    ]
-    for i, content in enumerate(pages):
-        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
-                       b"/Resources << /Font << /F1 %d 0 R >> >> >>" % (4 + 2 * i, font))
-        body = zlib.compress(content, 9) if flate else content
-        head = b"<< /Length %d%s >>" % (len(body), b" /Filter /FlateDecode" if flate else b"")
-        objects.append(head + b"\nstream\n" + body + b"\nendstream")
-    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for i, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    for off in offsets:
-        out += b"%010d 00000 n \n" % off
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
-
-
-def text_page(text: str) -> bytes:
-    return f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
 
 
 # --- fixtures: the parsers and the embedder, watched -------------------------------------------------
