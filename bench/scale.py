@@ -1,6 +1,9 @@
 """Scale: synthetic corpora of N chunks (default 10,000 and 100,000) plus the five real seeds,
-through the real ingest pipeline; ingest/index build time, memory, disk size, and warm query
-latency (retrieval alone and with the extractive answer) at each size.
+through the real ingest pipeline; ingest/index build time, memory, disk size, warm query
+latency (retrieval alone and with the extractive answer), and what a one-document change costs
+(add, replace, delete: the write, the reader's view brought up to date, the first query after it,
+against rebuilding the whole view as every change did before the view followed the catalog's
+change log) at each size.
 
 The synthetic chunks recombine real sentences: those of the seeds and, when
 /work/shared/benchmarks/rgb_zh exists (read in place; its CC BY-NC-SA data is written only
@@ -28,6 +31,7 @@ import json
 import random
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -161,9 +165,9 @@ def load_and_query(data_dir: str, embedder: str, sets: list[str], limit: int | N
     _, snapshot_ms = timed(index.snapshot)
     rss_loaded, peak_snapshot = current_rss_mb(), peak_rss_mb()  # before the breakdown below doubles it
     (chunks, token_lists), catalog_ms = timed(index.catalog.all_chunks)
-    _, bm25_ms = timed(lambda: BM25Index.build([c.chunk_id for c in chunks], token_lists))
+    _, bm25_ms = timed(partial(BM25Index.build, [c.chunk_id for c in chunks], token_lists))
     bm25 = index.snapshot().bm25
-    nnz = int(bm25.weights.nnz)
+    nnz = int(bm25.tf.nnz)
     del chunks, token_lists
     items = [i for group in load_questions(sets, limit).values() for i in group]
     questions = [i.question for i in items]
@@ -180,6 +184,44 @@ def load_and_query(data_dir: str, embedder: str, sets: list[str], limit: int | N
         "rss_before_open_mb": rss_start, "rss_index_loaded_mb": rss_loaded, "peak_rss_snapshot_mb": peak_snapshot, "rss_after_queries_mb": current_rss_mb(),
         "first_query_ms": first_query_ms, "latency_ms": latency, "steps_ms": steps, "retrieval": quality,
     }
+    index.close()
+    return out
+
+
+def one_document_changes(data_dir: str, embedder: str, source: str, question: str) -> dict:
+    """In a fresh child: start-up (the first view of the index), then one document of the corpus
+    added under a new name, replaced (a section more) and deleted; for each, the write itself,
+    the view brought up to date, and the first search after it (which also refreshes the sentence
+    vectors). ``full_view_ms`` is the old cost of every change: the whole view rebuilt."""
+    from qa_app.answer import Assistant
+    from qa_app.index.store import Snapshot
+    from qa_app.ingest.pipeline import ingest
+
+    index = open_index(Path(data_dir), embedder)
+    _, startup_ms = timed(index.snapshot)
+    assistant = Assistant(index.settings, index=index)
+    assistant.search(question)  # warm: model, HNSW, sentence vectors
+    cat = index.catalog
+    _, full_ms = timed(lambda: Snapshot.build(cat.version(), cat.documents(), *cat.all_chunks()))
+    folder = Path(data_dir).parent / "changes"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    path = folder / "synthetic_changed.txt"
+    text = Path(source).read_text(encoding="utf-8")
+    out = {"startup_ms": startup_ms, "full_view_ms": full_ms}
+
+    def step(name: str, change) -> None:
+        _, write_ms = timed(change)
+        _, view_ms = timed(index.snapshot)
+        _, query_ms = timed(lambda: assistant.search(question))
+        out[name] = {"write_ms": write_ms, "view_ms": view_ms, "first_query_ms": query_ms, "chunks": len(index)}
+
+    path.write_text(text.replace("资料汇编", "资料汇编（新增）", 1), encoding="utf-8")
+    step("add", lambda: ingest([path], index, progress=False))
+    path.write_text(path.read_text(encoding="utf-8") + "\n第1001节\n" + text.splitlines()[3] + "\n", encoding="utf-8")
+    step("replace", lambda: ingest([path], index, progress=False))
+    step("delete", lambda: index.delete_document(path.name))
+    shutil.rmtree(folder, ignore_errors=True)
     index.close()
     return out
 
@@ -204,9 +246,12 @@ def measure_size(n_chunks: int, pool: list[str], embedder: str, root: Path, args
         "chroma_mb": dir_size_mb(data_dir / "chroma"),
     }
     query = in_child(load_and_query, str(data_dir), embedder, args.sets, args.limit, args.rounds)
+    question = next(iter(load_questions(args.sets, 1).values()))[0].question
+    changes = in_child(one_document_changes, str(data_dir), embedder, str(folder / "synthetic_00000.txt"), question)
     if not args.keep:
         shutil.rmtree(root / f"{n_chunks}", ignore_errors=True)
-    return {"synthetic_chunks": n_chunks, "corpus_gen_ms": gen_ms, "ingest": ingest, "disk": disk, "query": query}
+    return {"synthetic_chunks": n_chunks, "corpus_gen_ms": gen_ms, "ingest": ingest, "disk": disk, "query": query,
+            "changes": changes}
 
 
 def tables(results: list[dict]) -> str:
@@ -228,7 +273,14 @@ def tables(results: list[dict]) -> str:
         [[r["query"]["chunks"], r["query"]["retrieval"]["n"], r["query"]["retrieval"]["recall@1"],
           r["query"]["retrieval"]["recall@5"], r["query"]["retrieval"]["recall@10"], r["query"]["retrieval"]["mrr"],
           r["query"]["first_query_ms"]] for r in results])
-    return f"Build, memory, disk\n\n{build}\n\nWarm latency\n\n{latency}\n\nRetrieval (evidence quote anywhere, seeds + distractors)\n\n{quality}"
+    changes = markdown_table(
+        ["chunks", "start-up view (s)", "whole view rebuilt (s)"]
+        + [f"{step} {part}" for step in ("add", "replace", "delete") for part in ("write (s)", "view (s)", "1st query (s)")],
+        [[r["query"]["chunks"], r["changes"]["startup_ms"] / 1000, r["changes"]["full_view_ms"] / 1000]
+         + [r["changes"][step][part] / 1000 for step in ("add", "replace", "delete")
+            for part in ("write_ms", "view_ms", "first_query_ms")] for r in results])
+    return (f"Build, memory, disk\n\n{build}\n\nWarm latency\n\n{latency}\n\nRetrieval (evidence quote anywhere, "
+            f"seeds + distractors)\n\n{quality}\n\nOne-document changes (a {SECTIONS_PER_DOC}-chunk document)\n\n{changes}")
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -1,5 +1,6 @@
 """Ingestion into the real index: idempotence, updates, deletes, Chroma and BM25 in step."""
 import shutil
+from functools import partial
 
 import pytest
 
@@ -113,3 +114,232 @@ def test_a_broken_file_fails_alone(tmp_path):
     assert set(report.failed) == {str(docs / "broken.pdf"), str(docs / "empty.txt"), str(tmp_path / "missing.txt")}
     assert "PDF" in report.failed[str(docs / "broken.pdf")]
     _consistent(index)
+
+
+# --- incremental updates: an index changed step by step is the index built from its final documents ---
+def _tokens(rng, vocab: list[str], rows: int) -> list[list[str]]:
+    return [[rng.choice(vocab[: rng.randint(20, len(vocab))]) for _ in range(rng.randint(0, 40))] for _ in range(rows)]
+
+
+def test_bm25_updated_step_by_step_scores_exactly_like_a_fresh_build(tmp_path):
+    import random
+
+    import numpy as np
+
+    from qa_app.index.bm25 import BM25Index
+
+    rng = random.Random(7)
+    vocab = [f"t{i}" for i in range(800)]
+    docs = {f"doc{i:02d}": _tokens(rng, vocab, rng.randint(1, 25)) for i in range(30)}
+
+    def entry(d):
+        return d, [f"{d}#{j}" for j in range(len(docs[d]))], docs[d]
+
+    bm25 = BM25Index.from_documents([])
+    for d in rng.sample(sorted(docs), len(docs)):  # added in any order
+        bm25 = bm25.updated(set(), [entry(d)])
+    deleted = {"doc03", "doc17"}
+    bm25 = bm25.updated(deleted, [])
+    stored = []
+    for _ in range(120):  # replacements, enough for the dead rows to be swept out more than once
+        d = rng.choice(sorted(set(docs) - deleted))
+        docs[d] = _tokens(rng, vocab, rng.randint(1, 25))
+        bm25 = bm25.updated(set(), [entry(d)])
+        stored.append(bm25.tf.shape[0])
+    assert max(stored) > len(bm25) and min(stored[stored.index(max(stored)):]) < max(stored)  # swept
+    fresh = BM25Index.from_documents([entry(d) for d in sorted(set(docs) - deleted)])
+    flat = BM25Index.build(fresh.ids, [t for d in sorted(set(docs) - deleted) for t in docs[d]])
+    assert bm25.ids == fresh.ids == flat.ids
+    for _ in range(200):
+        query = [rng.choice(vocab + ["unknown"]) for _ in range(rng.randint(1, 6))]
+        assert np.array_equal(bm25.scores(query), fresh.scores(query))  # bit for bit, not approximately
+        assert np.array_equal(flat.scores(query), fresh.scores(query))
+        assert bm25.search(query, 10) == fresh.search(query, 10)
+        assert [bm25.term_idf(t) for t in query] == [fresh.term_idf(t) for t in query]
+        assert [bm25.knows(t) for t in query] == [fresh.knows(t) for t in query]
+    gone = [t for t in vocab if not fresh.knows(t)]
+    assert all(not bm25.knows(t) and bm25.term_idf(t) is None for t in gone)
+    # Saved and loaded (as a process start does), then changed again: still the same index.
+    bm25.save(tmp_path / "bm25.npz", {"version": 1})
+    loaded, stamp = BM25Index.load(tmp_path / "bm25.npz")
+    assert stamp["version"] == 1 and loaded.ids == fresh.ids
+    docs["doc05"] = _tokens(rng, vocab, 9)
+    loaded, fresh = loaded.updated({"doc09"}, [entry("doc05")]), fresh.updated({"doc09"}, [entry("doc05")])
+    for _ in range(50):
+        query = [rng.choice(vocab) for _ in range(rng.randint(1, 6))]
+        assert np.array_equal(loaded.scores(query), fresh.scores(query))
+    (tmp_path / "bm25.npz").write_bytes(b"PK\x03\x04 cut short")
+    assert BM25Index.load(tmp_path / "bm25.npz") is None and BM25Index.load(tmp_path / "none.npz") is None
+
+
+def test_catalog_change_log_names_the_changed_documents(tmp_path):
+    from qa_app.index.catalog import Catalog
+    from qa_app.models import Chunk, DocumentInfo
+
+    cat = Catalog(tmp_path / "catalog.sqlite")
+    v0 = cat.version()
+    for name in ("a.txt", "b.txt"):
+        chunk = Chunk(f"{name}#0", name, 0, "全区新建口袋公园12处。", "全区新建口袋公园12处。", "", 0, 12)
+        cat.replace_documents([(DocumentInfo(name, name), [chunk], [["口袋", "公园"]])], "now")
+    v1 = cat.version()
+    assert v1 == v0 + 2 and cat.changed_between(v0, v1) == {"a.txt", "b.txt"}
+    cat.delete_document("a.txt")
+    assert cat.changed_between(v1, cat.version()) == {"a.txt"} and cat.changed_between(v1, v1) == set()
+    cat.start_version_at(cat.version() + 50)  # as a rebuilt catalog does: versions the log never saw
+    assert cat.changed_between(v1, cat.version()) is None
+    cat.close()
+
+
+def _exact_dense(index: Index, query: str, k: int, doc_ids=None, snap=None, vector=None):
+    """Dense search by exact cosine over the embedding cache (the index's own fallback). Chroma's
+    HNSW answers approximately, and its distances differ in the last digits between a vector in
+    its write buffer and one in its graph: two stores holding the same vectors need not agree,
+    which says nothing about the view this compares."""
+    snap = snap or index.snapshot()
+    vector = vector if vector is not None else index.query_vector(query)
+    return index.vectors_from_cache(snap).search(vector, k, doc_ids)
+
+
+def _same_view(a: Index, b: Index, questions: list[str]) -> None:
+    import numpy as np
+
+    from qa_app.answer import Assistant
+    from qa_app.index.query import Query
+
+    sa, sb = a.snapshot(), b.snapshot()
+    assert list(sa.chunks.items()) == list(sb.chunks.items())
+    assert list(sa.docs.items()) == list(sb.docs.items())
+    assert sa.corpus == sb.corpus and list(sa.row_doc) == list(sb.row_doc) and sa.bm25.ids == sb.bm25.ids
+    for q in questions:
+        tokens = Query.parse(q).bm25_tokens()
+        assert np.array_equal(sa.bm25.scores(tokens), sb.bm25.scores(tokens)), q
+        assert [sa.bm25.term_idf(t) for t in tokens] == [sb.bm25.term_idf(t) for t in tokens], q
+    for index in (a, b):
+        index.dense_search = partial(_exact_dense, index)
+    search_a, search_b = Assistant(a.settings, index=a), Assistant(b.settings, index=b)
+    for q in questions:
+        hits_a, hits_b = search_a.search(q, k=8), search_b.search(q, k=8)
+        assert [(p.chunk.chunk_id, p.score) for p in hits_a] == [(p.chunk.chunk_id, p.score) for p in hits_b], q
+
+
+def test_index_changed_document_by_document_answers_like_one_built_whole(tmp_path, seeds_index):
+    import json
+
+    from .conftest import DEV_SET
+    from .test_integrity import data_dir_with_cache
+
+    questions = [json.loads(line)["question"] for line in DEV_SET.read_text(encoding="utf-8").splitlines()[:25]]
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for prefix in ("000", "001", "002"):
+        shutil.copy(seed(prefix), docs)
+    stepped = Index(Settings(data_dir=data_dir_with_cache(tmp_path / "a", seeds_index)), embeddings=seeds_index.embeddings)
+    ingest([docs], stepped, progress=False)
+    # Another reader of the same folder (an API process while the CLI ingests) follows the change log too.
+    reader = Index(Settings(data_dir=stepped.data_dir), embeddings=seeds_index.embeddings)
+    stepped.snapshot(), reader.snapshot()
+    full_loads = []
+    for index in (stepped, reader):
+        whole = index.catalog.all_chunks
+        index.catalog.all_chunks = lambda *args, whole=whole, **kw: full_loads.append(1) or whole(*args, **kw)
+
+    for prefix in ("003", "004"):  # added
+        shutil.copy(seed(prefix), docs)
+        ingest([docs], stepped, progress=False)
+        stepped.snapshot()
+    edited = next(docs.glob("001_*.txt"))  # replaced
+    edited.write_text(edited.read_text(encoding="utf-8") + "\n\n新增段落：全区新建口袋公园12处。\n", encoding="utf-8")
+    ingest([docs], stepped, progress=False)
+    assert any("口袋公园12处" in c.text for c in stepped.snapshot().chunks.values())
+    for prefix in ("002", "003"):  # deleted
+        path = next(docs.glob(f"{prefix}_*.txt"))
+        assert stepped.delete_document(path.name)
+        path.unlink()
+        stepped.snapshot()
+    reader.snapshot()
+    assert not full_loads  # every step was taken from the log, not by reloading the catalog
+
+    whole = Index(Settings(data_dir=data_dir_with_cache(tmp_path / "b", seeds_index)), embeddings=seeds_index.embeddings)
+    ingest([docs], whole, progress=False)
+    assert len(whole.documents()) == 3
+    _same_view(stepped, whole, questions)
+    _same_view(reader, whole, questions)
+
+
+def test_ingest_streams_each_file_is_committed_before_the_next_is_read(tmp_path, seeds_index, monkeypatch):
+    from qa_app.ingest import pipeline
+
+    from .test_integrity import data_dir_with_cache
+
+    index = Index(Settings(data_dir=data_dir_with_cache(tmp_path, seeds_index)), embeddings=seeds_index.embeddings)
+    indexed_when_read = []
+    real = pipeline.prepare
+
+    def prepare(path, settings, sha256):
+        indexed_when_read.append(len(index.catalog.documents()))
+        return real(path, settings, sha256)
+
+    monkeypatch.setattr(pipeline, "prepare", prepare)
+    report = ingest([SEEDS], index, progress=False)
+    assert len(report.added) == 5 and indexed_when_read == [0, 1, 2, 3, 4]
+
+
+def _saved(index: Index) -> None:
+    """Wait for the background save of the BM25 file."""
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name == "save-bm25":
+            thread.join(60)
+
+
+def test_a_new_process_starts_from_the_saved_bm25_brought_up_to_date_by_the_log(tmp_path, seeds_index):
+    import json
+
+    from qa_app.index.store import BM25_FILE
+
+    from .conftest import DEV_SET
+    from .test_integrity import data_dir_with_cache
+
+    questions = [json.loads(line)["question"] for line in DEV_SET.read_text(encoding="utf-8").splitlines()[:15]]
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for prefix in ("000", "001", "002"):
+        shutil.copy(seed(prefix), docs)
+    data = data_dir_with_cache(tmp_path / "a", seeds_index)
+    first = Index(Settings(data_dir=data), embeddings=seeds_index.embeddings)
+    ingest([docs], first, progress=False)
+    first.snapshot()
+    _saved(first)
+    assert (data / BM25_FILE).is_file()
+    # Changed after the file was saved (by this process or any other): the log says what.
+    shutil.copy(seed("003"), docs)
+    ingest([docs], first, progress=False)
+    gone = next(docs.glob("002_*.txt"))
+    assert first.delete_document(gone.name)
+    gone.unlink()
+
+    def started(data_dir):
+        index = Index(Settings(data_dir=data_dir), embeddings=seeds_index.embeddings)
+        whole, token_reads = index.catalog.all_chunks, []
+        index.catalog.all_chunks = lambda tokens=True: token_reads.append(tokens) or whole(tokens)
+        index.snapshot()
+        return index, token_reads
+
+    later, token_reads = started(data)
+    assert token_reads == [False]  # every token list but the changed documents' came from the file
+    built = Index(Settings(data_dir=data_dir_with_cache(tmp_path / "b", seeds_index)), embeddings=seeds_index.embeddings)
+    ingest([docs], built, progress=False)
+    _same_view(later, built, questions)
+    _saved(later)
+
+    (data / BM25_FILE).write_bytes(b"not a numpy file")  # a damaged file is only a missed shortcut
+    damaged, token_reads = started(data)
+    assert token_reads == [True]
+    _same_view(damaged, built, questions)
+    _saved(damaged)
+    first.catalog.start_version_at(first.catalog.version() + 10)  # versions the log never saw: not trusted
+    skipped, token_reads = started(data)
+    assert token_reads == [True]
+    _same_view(skipped, built, questions)
+    _saved(skipped)

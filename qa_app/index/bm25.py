@@ -1,59 +1,201 @@
-"""Okapi BM25 over a sparse term-document matrix.
+"""Okapi BM25 over a sparse term-frequency matrix that takes one document's change without a rebuild.
 
-Scores for a query are one sparse column slice and a sum, so a search over 100k chunks
-stays in the low milliseconds. The matrix is rebuilt from stored token lists, which is
-cheap next to embedding.
+Raw term frequencies are kept (rows × terms, column-major), not BM25 weights: a change of
+one document moves every term's idf and the mean length, so stored weights would all have to
+be recomputed, while weights computed at query time for the query's few columns cost next to
+nothing. A changed document's rows are appended and the rows it had are dropped from the
+reading order (``order``) and from the document frequencies; they are swept out once they
+outnumber the live ones. Rows are read in the order a build from scratch gives (documents by
+id, then as given), and each score is computed by the same float32 operations in the same
+order as a fresh build's, so an index changed step by step scores exactly like one built
+from its final documents. ``save``/``load`` keep it in a file of plain arrays (no pickles),
+so a process can start without parsing every token list again.
 """
 from __future__ import annotations
 
+import json
+import os
+import zipfile
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import sparse
 
+# A document's rows: where they are stored, and what they add to the collection statistics.
+_EMPTY = np.zeros(0, dtype=np.int64)
+FILE_FORMAT = 1
 
-@dataclass
+
+@dataclass(frozen=True)
+class _Segment:
+    start: int  # storage rows [start, stop)
+    stop: int
+    ids: tuple[str, ...]
+    cols: np.ndarray  # the terms the document's rows contain
+    df: np.ndarray  # in how many of its rows each of those terms occurs
+
+
+@dataclass(frozen=True)
 class BM25Index:
-    ids: list[str]
-    vocab: dict[str, int]
-    weights: sparse.csc_matrix  # docs × terms, BM25 term weights (idf × saturated tf)
-    idf: np.ndarray
+    """Never changed in place: ``updated`` returns a new index that shares what did not change."""
 
+    ids: list[str]  # in reading order: documents by id, each one's rows as given
+    vocab: dict[str, int]
+    tf: sparse.csc_matrix  # storage rows × terms, raw term frequencies (float32)
+    lengths: np.ndarray  # tokens per storage row (float32)
+    df: np.ndarray  # live rows containing each term (int64)
+    order: np.ndarray  # reading position → storage row
+    segments: dict[str, _Segment]
+    idf: np.ndarray  # float32, per term
+    avgdl: float
+    k1: float = 1.2
+    b: float = 0.75
+
+    # --- building --------------------------------------------------------------------------------
     @classmethod
     def build(cls, ids: list[str], token_lists: list[list[str]], k1: float = 1.2, b: float = 0.75) -> "BM25Index":
-        vocab: dict[str, int] = {}
-        rows, cols, tfs = [], [], []
-        lengths = np.zeros(len(ids), dtype=np.float32)
-        for row, toks in enumerate(token_lists):
-            lengths[row] = len(toks)
-            for term, tf in Counter(toks).items():
-                rows.append(row)
-                cols.append(vocab.setdefault(term, len(vocab)))
-                tfs.append(tf)
+        """An index of these rows, in this order (one anonymous document)."""
+        return cls.from_documents([("", list(ids), token_lists)], k1, b)
+
+    @classmethod
+    def from_documents(cls, docs: Iterable[tuple[str, list[str], list[list[str]]]],
+                       k1: float = 1.2, b: float = 0.75) -> "BM25Index":
+        """An index of documents given as (document id, row ids, token lists); rows are read by
+        document id, then in the order given."""
+        empty = sparse.csc_matrix((0, 0), dtype=np.float32)
+        base = cls(ids=[], vocab={}, tf=empty, lengths=np.zeros(0, dtype=np.float32), df=_EMPTY, order=_EMPTY,
+                   segments={}, idf=np.zeros(0, dtype=np.float32), avgdl=1.0, k1=k1, b=b)
+        return base.updated(set(), docs)
+
+    def updated(self, removed: Iterable[str], added: Iterable[tuple[str, list[str], list[list[str]]]]) -> "BM25Index":
+        """This index with the documents in ``removed`` dropped and those in ``added`` put in
+        (a document in both, or already here, is replaced)."""
+        added = list(added)
+        names = [doc for doc, _, _ in added]
+        if len(set(names)) != len(names):
+            raise ValueError("a document is added twice in one update")
+        gone = (set(removed) | {doc for doc, _, _ in added}) & self.segments.keys()
+        segments = {d: s for d, s in self.segments.items() if d not in gone}
+        df = self.df.copy()
+        for d in gone:
+            s = self.segments[d]
+            df[s.cols] -= s.df  # a segment lists each term once
+        vocab = dict(self.vocab) if added else self.vocab
+        cols: list[int] = []
+        tfs: list[int] = []
+        widths: list[int] = []  # distinct terms per new row
+        lengths: list[int] = []
+        start = self.tf.shape[0]
+        for doc, ids, token_lists in added:
+            if len(ids) != len(token_lists):
+                raise ValueError(f"{doc}: {len(ids)} row ids for {len(token_lists)} token lists")
+            first, first_col = start + len(lengths), len(cols)
+            # Per row, the work stays in C (Counter, set difference, map) but for new terms.
+            # (set.difference with a dict looks each term up; ``keys() - keys()`` walks the whole vocabulary.)
+            for toks in token_lists:
+                counts = Counter(toks)
+                for term in set(counts).difference(vocab):
+                    vocab[term] = len(vocab)
+                cols.extend(map(vocab.__getitem__, counts))
+                tfs.extend(counts.values())
+                widths.append(len(counts))
+                lengths.append(len(toks))
+            terms, in_rows = np.unique(np.asarray(cols[first_col:], dtype=np.int64), return_counts=True)
+            segments[doc] = _Segment(first, start + len(lengths), tuple(ids), terms, in_rows)
+        rows = np.repeat(np.arange(start, start + len(lengths), dtype=np.int64), widths)
+        df = np.concatenate([df, np.zeros(len(vocab) - len(df), dtype=np.int64)])
+        new_cols = np.asarray(cols, dtype=np.int64)
+        df += np.bincount(new_cols, minlength=len(vocab))
+        tf = self._appended(rows, new_cols,
+                            np.asarray(tfs, dtype=np.float32), start + len(lengths), len(vocab))
+        all_lengths = np.concatenate([self.lengths, np.asarray(lengths, dtype=np.float32)])
+        out = self._with(vocab, tf, all_lengths, df, segments)
+        live = len(out.order)
+        return out._compacted() if tf.shape[0] - live > max(live, 1024) else out
+
+    def _appended(self, rows: np.ndarray, cols: np.ndarray, tfs: np.ndarray, n_rows: int, n_cols: int) -> sparse.csc_matrix:
+        """The stored matrix with new rows (all below the present ones) added at the end of their columns."""
+        old = self.tf
+        indptr = np.concatenate([old.indptr.astype(np.int64), np.full(n_cols - old.shape[1], old.nnz, dtype=np.int64)])
+        if not len(cols):
+            return sparse.csc_matrix((old.data, old.indices, indptr), shape=(n_rows, n_cols))
+        # Sorted by column (rows stay in order within one) by scipy's linear-time conversion.
+        new = sparse.csc_matrix((tfs, (rows, cols)), shape=(n_rows, n_cols), dtype=np.float32)
+        per_col = np.diff(new.indptr)
+        # Each new entry goes after its column's present entries: where it lands in the merged
+        # arrays, found without the sort np.insert would do.
+        at = np.repeat(indptr[1:], per_col) + np.arange(new.nnz)
+        keep = np.ones(old.nnz + new.nnz, dtype=bool)
+        keep[at] = False
+        data = np.empty(len(keep), dtype=np.float32)
+        data[at], data[keep] = new.data, old.data
+        indices = np.empty(len(keep), dtype=old.indices.dtype)
+        indices[at], indices[keep] = new.indices, old.indices
+        indptr[1:] += np.cumsum(per_col)
+        return sparse.csc_matrix((data, indices, indptr), shape=(n_rows, n_cols))
+
+    def _with(self, vocab: dict[str, int], tf: sparse.csc_matrix, lengths: np.ndarray, df: np.ndarray,
+              segments: dict[str, _Segment]) -> "BM25Index":
+        """The index over these parts: reading order, ids and collection statistics derived again."""
+        names = sorted(segments)
+        parts = [np.arange(segments[d].start, segments[d].stop, dtype=np.int64) for d in names]
+        order = np.concatenate(parts) if parts else _EMPTY
+        ids = [i for d in names for i in segments[d].ids]
         n_docs = max(len(ids), 1)
-        tf = np.asarray(tfs, dtype=np.float32)
-        col = np.asarray(cols, dtype=np.int64)
-        row_arr = np.asarray(rows, dtype=np.int64)
-        df = np.bincount(col, minlength=len(vocab)).astype(np.float32)
-        idf = np.log(1.0 + (n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
-        avgdl = float(lengths.mean()) if len(ids) else 1.0
-        norm = k1 * (1 - b + b * lengths[row_arr] / max(avgdl, 1e-9))
-        w = idf[col] * tf * (k1 + 1) / (tf + norm)
-        matrix = sparse.csc_matrix((w, (row_arr, col)), shape=(len(ids), len(vocab)), dtype=np.float32)
-        return cls(ids=list(ids), vocab=vocab, weights=matrix, idf=idf)
+        dff = df.astype(np.float32)
+        # The same float32 operations as ever, so scores do not move by an ulp.
+        idf = np.log(1.0 + (n_docs - dff + 0.5) / (dff + 0.5)).astype(np.float32)
+        avgdl = float(lengths[order].mean()) if len(ids) else 1.0
+        return BM25Index(ids=ids, vocab=vocab, tf=tf, lengths=lengths, df=df, order=order, segments=segments,
+                         idf=idf, avgdl=avgdl, k1=self.k1, b=self.b)
+
+    def _compacted(self) -> "BM25Index":
+        """The same index without the rows and terms no live document has any more."""
+        alive = np.zeros(self.tf.shape[0], dtype=bool)
+        alive[self.order] = True
+        new_row = np.cumsum(alive) - 1  # storage order kept: every column stays sorted
+        used = np.flatnonzero(self.df > 0)
+        new_col = np.full(len(self.df), -1, dtype=np.int64)
+        new_col[used] = np.arange(len(used))
+        coo = self.tf.tocoo()
+        keep = alive[coo.row]
+        tf = sparse.csc_matrix((coo.data[keep], (new_row[coo.row[keep]], new_col[coo.col[keep]])),
+                               shape=(int(alive.sum()), len(used)), dtype=np.float32)
+        vocab = {t: int(new_col[c]) for t, c in self.vocab.items() if new_col[c] >= 0}
+        segments = {}
+        for d, s in self.segments.items():
+            segments[d] = _Segment(int(new_row[s.start]) if s.stop > s.start else 0,
+                                   int(new_row[s.start]) + (s.stop - s.start) if s.stop > s.start else 0,
+                                   s.ids, new_col[s.cols], s.df)
+        return self._with(vocab, tf, self.lengths[alive], self.df[used], segments)
+
+    # --- reading ---------------------------------------------------------------------------------
+    def _weights(self, tf: sparse.csc_matrix, cols: np.ndarray) -> sparse.csc_matrix:
+        """BM25 weights (idf × saturated tf) of a column slice of the stored frequencies."""
+        k1, b = self.k1, self.b
+        col = np.repeat(np.asarray(cols, dtype=np.int64), np.diff(tf.indptr))
+        row = tf.indices
+        freq = tf.data
+        norm = k1 * (1 - b + b * self.lengths[row] / max(self.avgdl, 1e-9))
+        w = self.idf[col] * freq * (k1 + 1) / (freq + norm)
+        return sparse.csc_matrix((w.astype(np.float32, copy=False), row, tf.indptr), shape=tf.shape)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def scores(self, query_tokens: list[str]) -> np.ndarray:
-        cols = [self.vocab[t] for t in query_tokens if t in self.vocab]
+        """Each row's score, in reading order."""
+        cols = [c for c in (self.vocab.get(t) for t in query_tokens) if c is not None and self.df[c] > 0]
         if not cols or not self.ids:
             return np.zeros(len(self.ids), dtype=np.float32)
         counts = Counter(cols)
         idx = np.fromiter(counts.keys(), dtype=np.int64)
         mult = np.fromiter(counts.values(), dtype=np.float32)
-        return np.asarray(self.weights[:, idx] @ mult).ravel()
+        by_storage = np.asarray(self._weights(self.tf[:, idx], idx) @ mult).ravel()
+        return by_storage[self.order]
 
     def search(self, query_tokens: list[str], k: int, allowed: np.ndarray | None = None) -> list[tuple[str, float]]:
         s = self.scores(query_tokens)
@@ -67,8 +209,64 @@ class BM25Index:
         return [(self.ids[i], float(s[i])) for i in top]
 
     def knows(self, term: str) -> bool:
-        return term in self.vocab
+        i = self.vocab.get(term)
+        return i is not None and bool(self.df[i] > 0)
 
     def term_idf(self, term: str) -> float | None:
         i = self.vocab.get(term)
-        return float(self.idf[i]) if i is not None else None
+        return float(self.idf[i]) if i is not None and self.df[i] > 0 else None
+
+    # --- a file, so a process starts without rebuilding ---------------------------------------
+    def save(self, path: Path, stamp: dict[str, str | int]) -> None:
+        """Write the index to ``path`` (numpy arrays only, replaced atomically) with ``stamp``:
+        what it was built from, for ``load`` to check."""
+        names = sorted(self.segments)
+        segs = [self.segments[d] for d in names]
+        terms = [""] * len(self.vocab)
+        for term, i in self.vocab.items():
+            terms[i] = term
+        arrays = {
+            "stamp": np.array(json.dumps({**stamp, "format": FILE_FORMAT, "k1": self.k1, "b": self.b})),
+            "terms": np.array(terms, dtype=str), "shape": np.array(self.tf.shape, dtype=np.int64),
+            "data": self.tf.data, "indices": self.tf.indices, "indptr": self.tf.indptr,
+            "lengths": self.lengths, "df": self.df,
+            "docs": np.array(names, dtype=str),
+            "bounds": np.array([(s.start, s.stop, len(s.cols)) for s in segs], dtype=np.int64).reshape(-1, 3),
+            "ids": np.array([i for s in segs for i in s.ids], dtype=str),
+            "cols": np.concatenate([s.cols for s in segs]) if segs else _EMPTY,
+            "seg_df": np.concatenate([s.df for s in segs]) if segs else _EMPTY,
+        }
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with tmp.open("wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, path: Path) -> tuple["BM25Index", dict] | None:
+        """The index saved at ``path`` and its stamp; None when there is none or it cannot be read
+        (it is only ever a shortcut: the caller then builds from the catalog)."""
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                stamp = json.loads(str(f["stamp"]))
+                if stamp.get("format") != FILE_FORMAT:
+                    return None
+                terms = f["terms"].tolist()
+                tf = sparse.csc_matrix((f["data"], f["indices"], f["indptr"]), shape=tuple(f["shape"].tolist()))
+                lengths, df, docs, bounds = f["lengths"], f["df"], f["docs"].tolist(), f["bounds"]
+                ids, cols, seg_df = f["ids"].tolist(), f["cols"], f["seg_df"]
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
+            return None
+        segments, at_id, at_col = {}, 0, 0
+        for doc, (start, stop, n_cols) in zip(docs, bounds.tolist()):
+            segments[doc] = _Segment(start, stop, tuple(ids[at_id : at_id + stop - start]),
+                                     cols[at_col : at_col + n_cols], seg_df[at_col : at_col + n_cols])
+            at_id, at_col = at_id + stop - start, at_col + n_cols
+        vocab = {t: i for i, t in enumerate(terms)}
+        if len(vocab) != tf.shape[1] or len(df) != tf.shape[1] or len(lengths) != tf.shape[0] or at_id != len(ids):
+            return None
+        base = cls(ids=[], vocab=vocab, tf=tf, lengths=lengths, df=df, order=_EMPTY, segments=segments,
+                   idf=np.zeros(0, dtype=np.float32), avgdl=1.0, k1=float(stamp["k1"]), b=float(stamp["b"]))
+        return base._with(vocab, tf, lengths, df, segments), stamp

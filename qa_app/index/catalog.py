@@ -20,6 +20,7 @@ import json
 import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,6 +51,8 @@ CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ordinal);
 CREATE INDEX IF NOT EXISTS documents_sha ON documents(sha256);
 CREATE TABLE IF NOT EXISTS embedding_cache (model TEXT, text_hash TEXT, vector BLOB, PRIMARY KEY(model, text_hash));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS changes (version INTEGER, doc_id TEXT);
+CREATE INDEX IF NOT EXISTS changes_version ON changes(version);
 """
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -57,6 +60,8 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 # size it runs at every open, so damage is named before the first query; a larger catalog is
 # checked by `qa-app doctor`, and damage met while reading is still a StorageError.
 QUICK_CHECK_MAX_BYTES = 256 << 20
+# How many versions of the change log are kept: a reader further behind than that reloads all.
+CHANGE_LOG_VERSIONS = 10_000
 
 
 def sidecars(path: Path) -> list[Path]:
@@ -159,6 +164,9 @@ class Catalog:
             if self.writable:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.executescript(_SCHEMA)
+                # Names this catalog among all others (a rebuilt one, a copy's successor): what a
+                # saved view was built from is told by this and a version, never by a version alone.
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('catalog_id', ?)", (uuid.uuid4().hex,))
             columns = {r[1] for r in self.db.execute("PRAGMA table_info(documents)")}
             if "scope" not in columns:  # a catalog written before documents had a scope
                 if self.writable:
@@ -279,8 +287,9 @@ class Catalog:
     def replace_documents(self, docs: list[tuple[DocumentInfo, list[Chunk], list[list[str]]]], when: str) -> None:
         """Swap several documents' chunks in one transaction (a benchmark pool of thousands of
         one-passage documents is one write, not thousands)."""
-        with self._transaction():
+        with self._transaction() as touched:
             for doc, chunks, tokens in docs:
+                touched.add(doc.doc_id)
                 self.db.execute("DELETE FROM chunks WHERE doc_id=?", (doc.doc_id,))
                 self.db.execute(
                     "INSERT OR REPLACE INTO documents (doc_id, title, date, year, kind, script, source_path, sha256, "
@@ -296,24 +305,39 @@ class Catalog:
             crash_point("catalog")
 
     def set_source_path(self, doc_id: str, source_path: str) -> None:
-        with self._transaction():
+        with self._transaction() as touched:
+            touched.add(doc_id)
             self.db.execute("UPDATE documents SET source_path=? WHERE doc_id=?", (source_path, doc_id))
 
     def delete_document(self, doc_id: str) -> list[str]:
-        with self._transaction():
+        with self._transaction() as touched:
+            touched.add(doc_id)
             ids = self.chunk_ids(doc_id)
             self.db.execute("DELETE FROM chunks WHERE doc_id=?", (doc_id,))
             self.db.execute("DELETE FROM documents WHERE doc_id=?", (doc_id,))
         return ids
 
     # --- chunks ------------------------------------------------------------------------
-    def all_chunks(self) -> tuple[list[Chunk], list[list[str]]]:
+    def all_chunks(self, tokens: bool = True) -> tuple[list[Chunk], list[list[str]]]:
+        """Every chunk, by document then ordinal, with its token list (none: ``tokens=False``)."""
         rows = self.db.execute(
-            'SELECT chunk_id, doc_id, ordinal, text, norm, section, start, "end", kind, tokens '
-            "FROM chunks ORDER BY doc_id, ordinal"
+            'SELECT chunk_id, doc_id, ordinal, text, norm, section, start, "end", kind'
+            + (", tokens" if tokens else "") + " FROM chunks ORDER BY doc_id, ordinal"
         ).fetchall()
         chunks = [Chunk(*r[:9]) for r in rows]
-        return chunks, [json.loads(r[9]) for r in rows]
+        return chunks, [json.loads(r[9]) for r in rows] if tokens else []
+
+    def document_chunks(self, doc_ids: Iterable[str]) -> tuple[list[Chunk], list[list[str]]]:
+        """The chunks (and token lists) of these documents, in the order ``all_chunks`` gives them."""
+        doc_ids = sorted(set(doc_ids))
+        rows = []
+        for i in range(0, len(doc_ids), 500):
+            part = doc_ids[i : i + 500]
+            rows += self.db.execute(
+                'SELECT chunk_id, doc_id, ordinal, text, norm, section, start, "end", kind, tokens '
+                f"FROM chunks WHERE doc_id IN ({','.join('?' * len(part))}) ORDER BY doc_id, ordinal", part
+            ).fetchall()
+        return [Chunk(*r[:9]) for r in rows], [json.loads(r[9]) for r in rows]
 
     def chunks(self, chunk_ids: Iterable[str]) -> list[Chunk]:
         """The chunks with these ids (without their token lists, which may be what is broken)."""
@@ -339,7 +363,12 @@ class Catalog:
         return bad
 
     def set_tokens(self, tokens_by_id: dict[str, list[str]]) -> None:
-        with self._transaction():
+        with self._transaction() as touched:
+            ids = list(tokens_by_id)
+            for i in range(0, len(ids), 500):
+                part = ids[i : i + 500]
+                touched.update(r[0] for r in self.db.execute(
+                    f"SELECT DISTINCT doc_id FROM chunks WHERE chunk_id IN ({','.join('?' * len(part))})", part))
             self.db.executemany(
                 "UPDATE chunks SET tokens=? WHERE chunk_id=?",
                 [(json.dumps(t, ensure_ascii=False), cid) for cid, t in tokens_by_id.items()],
@@ -372,14 +401,21 @@ class Catalog:
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """One atomic change of the indexed content: all of it or none of it, then a new version."""
+    def _transaction(self) -> Iterator[set[str]]:
+        """One atomic change of the indexed content: all of it or none of it, then a new version.
+
+        The block adds the ids of the documents it changes to the set it is given; they are
+        logged under the new version, so readers reload those documents rather than everything."""
         self._require_writable()
         with self._lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                yield
+                touched: set[str] = set()
+                yield touched
                 self._bump_version()
+                version = self.version()
+                self.db.executemany("INSERT INTO changes VALUES (?, ?)", [(version, d) for d in sorted(touched)])
+                self.db.execute("DELETE FROM changes WHERE version <= ?", (version - CHANGE_LOG_VERSIONS,))
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
@@ -390,10 +426,30 @@ class Catalog:
         row = self.db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
         return int(row[0]) if row else 0
 
+    def identity(self) -> str | None:
+        """This catalog's id (None for one written before catalogs had ids, opened read-only)."""
+        return self.get_flag("catalog_id")
+
     def _bump_version(self) -> None:
         self.db.execute(
             "INSERT INTO meta VALUES ('version', '1') ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
         )
+
+    def changed_between(self, old: int, new: int) -> set[str] | None:
+        """The documents changed after version ``old`` up to ``new``; None when the log cannot say
+        (versions it no longer or never held: a catalog older than the log, a rebuilt one, one
+        too far behind), and the reader must reload everything."""
+        if new < old or new - old > CHANGE_LOG_VERSIONS:
+            return None
+        try:
+            rows = self.db.execute("SELECT version, doc_id FROM changes WHERE version > ? AND version <= ?",
+                                   (old, new)).fetchall()
+        except sqlite3.OperationalError:
+            return None  # a catalog written before the log, opened read-only
+        # Every transaction logs under its version, so a version missing means an unlogged change.
+        if {v for v, _ in rows} != set(range(old + 1, new + 1)):
+            return None
+        return {d for _, d in rows}
 
     # --- embedding cache, keyed by model and text hash ---------------------------------------
     def cached_vectors(self, model: str, hashes: Iterable[str]) -> dict[str, list[float]]:

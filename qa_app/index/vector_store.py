@@ -12,6 +12,7 @@ data folder is refused here and ``Index`` answers dense queries from its embeddi
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import re
 import sqlite3
@@ -96,7 +97,11 @@ class VectorStore(Protocol):
 
 def _collection_name(base: str, model: str) -> str:
     # One collection per embedding model: switching models never mixes vector spaces.
-    slug = re.sub(r"[^a-zA-Z0-9._-]+", "-", model).strip("-._")[:40] or "default"
+    slug = re.sub(r"[^a-zA-Z0-9._-]+", "-", model).strip("-._") or "default"
+    if len(slug) > 40:
+        # Shortened, two long names (…-instruct, …-instruct-v2) would share one collection: the
+        # full name's hash keeps them apart. Names of 40 characters or less keep their collection.
+        slug = f"{slug[:40]}-{hashlib.sha1(model.encode('utf-8')).hexdigest()[:8]}"
     return f"{base}-{slug}-{VECTOR_RECIPE}"
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,19 +213,21 @@ class _Batch:
             )
 
 
-def _plan(files: list[Path], index: Index, report: IngestReport, force: bool) -> tuple[_Batch, list[tuple[Path, PreparedDocument]]]:
-    """Read, check and prepare every file, without the writer lock; failures are recorded and touch nothing."""
-    batch = _Batch(index, force)
-    todo: list[tuple[Path, PreparedDocument]] = []
+def _prepared(files: list[Path], batch: _Batch, index: Index, report: IngestReport
+              ) -> Iterator[tuple[Path, PreparedDocument | None]]:
+    """Read, check and prepare the files one at a time, without the writer lock, as the writer
+    asks for them: only one prepared document is held at once. Each file is yielded, with None
+    when there is nothing to write (unchanged, or failed: recorded, and touching nothing)."""
     for path in files:
+        doc = None
         try:
             sha = _sha256(path)
             if batch.is_unchanged(path, sha):
                 report.unchanged.append(path.name)
-                continue
-            batch.check(path, sha)
-            todo.append((path, prepare(path, index.settings, sha)))
-            batch.take(path, sha)
+            else:
+                batch.check(path, sha)
+                doc = prepare(path, index.settings, sha)
+                batch.take(path, sha)
         except Skip as exc:
             report.failed[str(path)] = str(exc)
         except (LoaderError, OSError) as exc:
@@ -232,7 +235,7 @@ def _plan(files: list[Path], index: Index, report: IngestReport, force: bool) ->
         except Exception as exc:  # noqa: BLE001 - one unreadable file must not stop the batch
             log.debug("preparing %s failed", path, exc_info=True)
             report.failed[str(path)] = _kept(index, path, f"{path.name}: could not be read ({type(exc).__name__}: {exc})")
-    return batch, todo
+        yield path, doc
 
 
 def _sha256(path: Path) -> str:
@@ -259,31 +262,37 @@ def ingest(paths: list[Path], index: Index, *, progress: bool = True, force: boo
         # batch turns out to have nothing to write.
         with index.writing(purpose):
             pass
-    batch, todo = _plan(files, index, report, force)
-    _write(batch, todo, index, report, progress, purpose)
-    return report
-
-
-def _write(batch: _Batch, todo: list[tuple[Path, PreparedDocument]], index: Index, report: IngestReport,
-           progress: bool, purpose: str) -> None:
+    batch = _Batch(index, force)
+    # Streamed: each file is prepared, embedded and committed before the next is read, so memory
+    # holds one document (at most ``max_document_chunks`` chunks) and a crash loses at most it.
+    with tqdm(total=len(files), unit="file", desc="Indexing", disable=not progress or not files) as bar:
+        for path, doc in _prepared(files, batch, index, report):
+            if doc is not None:
+                _write(batch, path, doc, index, report, purpose, progress)
+            bar.update(1)
     if batch.moved:
         with index.writing(purpose):
             batch.follow_moves()
-    total = sum(index.unit_count(d.chunks) for _, d in todo)
-    with tqdm(total=total, unit="sentence", desc="Embedding", disable=not progress or total == 0) as bar:
-        for path, doc in todo:
-            # Embedded before the lock (and cached as it goes): the lock covers only the write.
-            vectors = index.embed_chunks(doc.chunks, progress=bar)
-            with index.writing(purpose):
-                try:
-                    needed = batch.recheck(doc)
-                except Skip as exc:
-                    report.failed[str(path)] = str(exc)
-                    continue
-                if not needed:
-                    report.unchanged.append(doc.info.doc_id)
-                    continue
-                existed = index.catalog.document_sha(doc.info.doc_id) is not None
-                index.put_document(doc.info, doc.chunks, doc.tokens, vectors)
-            (report.updated if existed else report.added).append(doc.info.doc_id)
-            report.chunks += len(doc.chunks)
+    return report
+
+
+def _write(batch: _Batch, path: Path, doc: PreparedDocument, index: Index, report: IngestReport, purpose: str,
+           progress: bool) -> None:
+    # Embedded before the lock (and cached as it goes): the lock covers only the write.
+    total = index.unit_count(doc.chunks)
+    with tqdm(total=total, unit="sentence", desc=f"Embedding {path.name}"[:60], leave=False,
+              disable=not progress or total == 0) as bar:
+        vectors = index.embed_chunks(doc.chunks, progress=bar)
+    with index.writing(purpose):
+        try:
+            needed = batch.recheck(doc)
+        except Skip as exc:
+            report.failed[str(path)] = str(exc)
+            return
+        if not needed:
+            report.unchanged.append(doc.info.doc_id)
+            return
+        existed = index.catalog.document_sha(doc.info.doc_id) is not None
+        index.put_document(doc.info, doc.chunks, doc.tokens, vectors)
+    (report.updated if existed else report.added).append(doc.info.doc_id)
+    report.chunks += len(doc.chunks)
