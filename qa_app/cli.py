@@ -1,7 +1,11 @@
-"""Command line: ingest, ask, search, eval (eval-diff, eval-report), documents, run.
+"""Command line: ingest, ask, search, eval (eval-diff, eval-report), documents, run, serve, doctor.
 
 Every command reads the same settings (``QA_*`` environment variables or ``qa_app.toml``);
-``--data-dir`` overrides where the index lives.
+``--data-dir`` overrides where the index lives. Messages follow one bilingual style
+(``qa_app/cli_messages.py``), usage errors included. Commands that only read (``ask``, ``search``,
+``documents``, ``eval``, ``doctor`` without ``--repair``) create nothing: an empty or missing data
+folder is said to be empty, not initialised. ``ask`` answers through a running ``qa-app serve``
+when there is one (``qa_app/asker.py``). A new command is one decorated function here.
 """
 from __future__ import annotations
 
@@ -14,14 +18,40 @@ from typing import Optional
 import typer
 from typer.core import TyperGroup
 
+from qa_app.cli_messages import bilingual, error_line, errors, usage_error, warning_line
+from qa_app.server_file import remove_record, write_record
+
 
 class _Commands(TyperGroup):
     """Every command: an index that cannot be used (a read-only folder, a damaged file, a busy
-    writer) is one plain message and exit status 1, never a traceback."""
+    writer) is one plain message and exit status 1, never a traceback; a usage error is said in
+    the same bilingual style as every other message (exit status 2)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:  # an embedding caller handles click's exceptions itself
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except errors.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `qa-app` alone: the help, not an error
+                if exc.format_message().strip():  # (typer has printed it already)
+                    typer.echo(exc.format_message())
+            else:
+                typer.echo(usage_error(exc), err=True)
+            code = exc.exit_code
+        except errors.ClickException as exc:
+            typer.echo(error_line(bilingual("命令无法执行。", exc.format_message())), err=True)
+            code = exc.exit_code
+        except typer.Abort:
+            typer.echo(error_line(bilingual("已中止。", "Aborted.")), err=True)
+            code = 1
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
+        from qa_app.index.embedding_rules import EmbeddingError
         from qa_app.index.errors import StorageError
         from qa_app.index.lock import IndexBusyError
+        from qa_app.llm.sentence_model import SentenceModelError
 
         # Set when a command runs, not when the module is imported (a library user's environment
         # is theirs): no tokenizer fork warnings, no telemetry calls from Chroma.
@@ -31,7 +61,8 @@ class _Commands(TyperGroup):
             return super().invoke(ctx)
         except StorageError as exc:
             _fail(exc.message)
-        except IndexBusyError as exc:
+        except (IndexBusyError, SentenceModelError, EmbeddingError) as exc:
+            # a busy writer; QA_SENTENCE_MODEL naming a misfit; an embedding server that cannot be reached
             _fail(str(exc))
 
 
@@ -66,8 +97,21 @@ def _settings(data_dir: Optional[Path], **overrides):
 
 
 def _fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    typer.secho(error_line(message), fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+def _warn(message: str) -> None:
+    typer.secho(warning_line(message), fg=typer.colors.YELLOW, err=True)
+
+
+def _require_index(settings) -> None:
+    """Stop a read-only command on a folder where nothing was indexed, before opening the index
+    (which would create its files)."""
+    from qa_app.data_folder import empty_index_message, index_exists
+
+    if not index_exists(settings):
+        _fail(empty_index_message(settings.resolved_data_dir()))
 
 
 def _assistant(settings):
@@ -104,61 +148,94 @@ def ingest(
     index = Index(settings)
     report = run_ingest(paths, index, progress=not quiet, force=force)
     for path, why in report.failed.items():
-        typer.secho(f"skipped {path}: {why}", fg=typer.colors.YELLOW, err=True)
-    typer.echo(f"{report.summary()}. Index: {len(index)} chunks in {len(index.documents())} documents at {settings.resolved_data_dir()}")
+        _warn(bilingual(f"已跳过 {path}。", f"skipped {path}: {why}"))
+    typer.echo(_ingest_summary(report) + "\n" + _index_size(index, settings.resolved_data_dir()))
     if report.failed and not (report.added or report.updated or report.unchanged):
         raise typer.Exit(1)
 
 
-def _print_answer(answer, as_json: bool) -> None:
+def _ingest_summary(report) -> str:
+    failed = len(report.failed)
+    return bilingual(
+        f"新增 {len(report.added)}，更新 {len(report.updated)}，未变 {len(report.unchanged)}"
+        + (f"，失败 {failed}" if failed else "") + f"；写入 {report.chunks} 个片段。",
+        f"{len(report.added)} added, {len(report.updated)} updated, {len(report.unchanged)} unchanged"
+        + (f", {failed} failed" if failed else "") + f"; {report.chunks} chunks written.")
+
+
+def _index_size(index, where: Path | None = None) -> str:
+    chunks, docs = len(index), len(index.documents())
+    at_zh, at_en = (f"（{where}）", f" at {where}") if where else ("", "")
+    return bilingual(f"索引{at_zh}：{docs} 个文档，{chunks} 个片段。", f"Index{at_en}: {chunks} chunks in {docs} documents.")
+
+
+def _print_answer(answer, data: dict, as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
     typer.echo(answer.text)
     if answer.citations:
         typer.echo("\n来源 Sources:")
         typer.echo(answer.sources_text())
     if not answer.grounded:
-        typer.secho("⚠ " + "; ".join(answer.reasons), fg=typer.colors.YELLOW)
+        typer.secho(warning_line(bilingual("这个回答未能完全核对：", "; ".join(answer.reasons))), fg=typer.colors.YELLOW)
 
 
 @app.command()
 def ask(
-    question: Optional[str] = typer.Argument(None, help="The question. Omit it to ask several, one per line, until an empty line or EOF."),
+    question: Optional[str] = typer.Argument(
+        None, help="The question. Omit it to ask several, one per line, as one conversation (follow-ups such as "
+        "\"那2024年呢？\" build on the earlier questions; /new starts a new conversation) until an empty line or EOF."),
     data_dir: Optional[Path] = DataDir,
     doc: Optional[list[str]] = typer.Option(None, "--doc", help="Only this document (file name); repeatable."),
     year: Optional[list[int]] = typer.Option(None, "--year", help="Only documents of this year; repeatable."),
     as_json: bool = typer.Option(False, "--json", help="Print the full answer as JSON (citations, passages, timings)."),
+    local: bool = typer.Option(False, "--local", help="Answer in this process even when a `qa-app serve` is running "
+                               "on the data folder (or QA_SERVER_URL is set)."),
 ):
-    """Answer a question from the indexed reports, with numbered citations."""
-    from qa_app.answer import EmptyIndexError, QuestionError
+    """Answer a question from the indexed reports, with numbered citations.
 
-    assistant = _assistant(_settings(data_dir))
-    filters = _filters(assistant, doc, year)
-    questions = [question] if question is not None else None
-    interactive = questions is None and sys.stdin.isatty()
-    if questions is None:
-        questions = _read_questions(interactive)
-    for q in questions:
-        try:
-            _print_answer(assistant.ask(q, filters=filters), as_json)
-        except (QuestionError, EmptyIndexError) as exc:
-            if not interactive and question is not None:
-                _fail(str(exc))
-            typer.secho(str(exc), fg=typer.colors.RED, err=True)
+    When `qa-app serve` runs on the same data folder (or QA_SERVER_URL names a server), the
+    question goes to it, which answers at once instead of loading the models here; QA_API_KEY is
+    sent to it. Without one, or if it stops answering, the answer is worked out in this process."""
+    from qa_app.asker import Asker
+
+    asker = Asker(_settings(data_dir), doc, year, use_server=not local, warn=_warn)
+    if question is not None:
+        if not _answer(asker, question, None, as_json):
+            raise typer.Exit(1)
+        return
+    interactive = sys.stdin.isatty()
+    _converse(asker, interactive, as_json)
+
+
+def _answer(asker, question: str, history: list[str] | None, as_json: bool) -> bool:
+    """Ask and print; a question that cannot be answered as asked is said (stderr). Whether it was answered."""
+    from qa_app.asker import AskError
+
+    try:
+        answer, data = asker.ask(question, history)
+    except AskError as exc:
+        typer.secho(error_line(str(exc)), fg=typer.colors.RED, err=True)
+        return False
+    _print_answer(answer, data, as_json)
+    return True
+
+
+def _converse(asker, interactive: bool, as_json: bool = False, greet: bool | None = None) -> None:
+    """Questions from the terminal or stdin as one conversation (``qa_app/terminal.py``)."""
+    from qa_app.terminal import GREETING, NEW_STARTED, converse, read_lines
+
+    if interactive if greet is None else greet:
+        typer.echo(GREETING)
+
+    def answer(question: str, history: list[str] | None) -> bool:
+        done = _answer(asker, question, history, as_json)
         if interactive:
             typer.echo("")
+        return done
 
-
-def _read_questions(interactive: bool):
-    while True:
-        try:
-            line = input("问题> " if interactive else "")
-        except EOFError:
-            return
-        if not line.strip():
-            return
-        yield line
+    converse(read_lines(interactive), answer, on_new=lambda: typer.echo(NEW_STARTED))
 
 
 @app.command()
@@ -166,14 +243,16 @@ def search(
     question: str = typer.Argument(..., help="The query."),
     k: int = typer.Option(5, "--k", "-k", min=1, max=100, help="How many passages (1-100)."),
     data_dir: Optional[Path] = DataDir,
-    doc: Optional[list[str]] = typer.Option(None, "--doc"),
-    year: Optional[list[int]] = typer.Option(None, "--year"),
-    as_json: bool = typer.Option(False, "--json"),
+    doc: Optional[list[str]] = typer.Option(None, "--doc", help="Only this document (file name); repeatable."),
+    year: Optional[list[int]] = typer.Option(None, "--year", help="Only documents of this year; repeatable."),
+    as_json: bool = typer.Option(False, "--json", help="Print the passages as JSON."),
 ):
     """Show the passages hybrid retrieval finds for a query (no answer)."""
     from qa_app.answer import EmptyIndexError, QuestionError
 
-    assistant = _assistant(_settings(data_dir))
+    settings = _settings(data_dir)
+    _require_index(settings)
+    assistant = _assistant(settings)
     try:
         passages = assistant.search(question, k=k, filters=_filters(assistant, doc, year))
     except (QuestionError, EmptyIndexError) as exc:
@@ -182,7 +261,7 @@ def search(
         typer.echo(json.dumps([p.to_dict() for p in passages], ensure_ascii=False, indent=2))
         return
     for p in passages:
-        typer.secho(f"[{p.rank}] {p.doc.title} · {p.chunk.section}  (score {p.score:.3f})", bold=True)
+        typer.secho(f"[{p.rank}] {p.doc.title} · {p.chunk.section}  (得分 score {p.score:.3f})", bold=True)
         typer.echo(f"    {p.chunk.text[:300]}")
 
 
@@ -210,15 +289,17 @@ def eval_cmd(
     from qa_app.llm.registry import available
 
     if backend is not None and backend not in available():
-        _fail(f"unknown backend {backend!r}; available: {', '.join(available())}")
+        _fail(bilingual(f"没有这个生成器：{backend}；可用：{', '.join(available())}。",
+                        f"unknown backend {backend!r}; available: {', '.join(available())}"))
     settings = _settings(data_dir, generator=backend)
     try:
         items = load_eval_sets(files)
     except (EvalSetError, OSError) as exc:
         _fail(str(exc))
+    _require_index(settings)
     assistant = _assistant(settings)
     if len(assistant.index) == 0:
-        _fail("the index is empty: run `qa-app ingest` first")
+        _fail(bilingual("索引为空：请先运行 `qa-app ingest`。", "the index is empty: run `qa-app ingest` first"))
     workers = workers or DEFAULT_WORKERS.get(settings.generator, 1)
     fingerprint = settings_fingerprint(settings, top_k, assistant.index.documents())
     checkpoint = Checkpoint(checkpoint_path(json_path, report_dir, settings.resolved_data_dir()), fingerprint)
@@ -226,35 +307,39 @@ def eval_cmd(
         checkpoint.clear()
     done = checkpoint.load(items)
     if done:
-        typer.echo(f"resuming: {len(done)} of {len(items)} items done earlier ({checkpoint.path}); --fresh starts over", err=True)
+        typer.echo(bilingual(f"继续上次的运行：{len(items)} 项中已完成 {len(done)} 项（{checkpoint.path}）；--fresh 重新开始。",
+                             f"resuming: {len(done)} of {len(items)} items done earlier ({checkpoint.path}); "
+                             "--fresh starts over"), err=True)
     try:
         results = evaluate(items, assistant, top_k=top_k, progress=not quiet, workers=workers, done=done, on_result=checkpoint.append)
     except (KeyboardInterrupt, GeneratorError) as exc:
         saved = len(checkpoint.load(items))
-        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped: {exc}"
-        typer.secho(
-            f"\n{why}\n{saved} of {len(items)} items done, saved in {checkpoint.path}.\n"
-            "Run the same command again to resume (add --fresh to start over).",
-            fg=typer.colors.YELLOW,
-            err=True,
-        )
+        why_zh, why_en = ("已中断", "interrupted") if isinstance(exc, KeyboardInterrupt) else ("已停止", f"stopped: {exc}")
+        typer.echo("", err=True)
+        _warn(bilingual(f"{why_zh}：{len(items)} 项中已完成 {saved} 项，保存在 {checkpoint.path}。再次运行同一命令即可继续"
+                        "（加 --fresh 重新开始）。",
+                        f"{why_en}; {saved} of {len(items)} items done, saved in {checkpoint.path}. "
+                        "Run the same command again to resume (add --fresh to start over)."))
         raise typer.Exit(130 if isinstance(exc, KeyboardInterrupt) else 1)
     fallbacks = sum(1 for r in results if r.answered_by and r.answered_by != settings.generator)
     if fallbacks:
-        typer.secho(f"warning: {fallbacks} of {len(results)} answers are not from {settings.generator} "
-                    "(fallbacks: see answered_by and reasons in the items)", fg=typer.colors.YELLOW, err=True)
+        _warn(bilingual(f"{len(results)} 个回答中有 {fallbacks} 个不是 {settings.generator} 给出的（改用了后备生成器，"
+                        "见各项的 answered_by 和 reasons）。",
+                        f"{fallbacks} of {len(results)} answers are not from {settings.generator} "
+                        "(fallbacks: see answered_by and reasons in the items)"))
     document = results_document(results, run_info(settings, top_k=top_k, workers=workers, files=files, fingerprint=fingerprint))
     if document["errors"]:
         shown = [r.error for r in results if r.error][:5]
         more = document["errors"] - len(shown)
-        typer.secho(f"warning: {document['errors']} of {len(results)} items could not be run and are left out of the "
-                    "metrics (error items, with their messages in the results and the report):\n  "
-                    + "\n  ".join(shown) + (f"\n  … and {more} more" if more else ""), fg=typer.colors.YELLOW, err=True)
+        _warn(bilingual(f"{len(results)} 项中有 {document['errors']} 项无法运行，未计入指标（错误信息见结果和报告）：",
+                        f"{document['errors']} of {len(results)} items could not be run and are left out of the "
+                        "metrics (error items, with their messages in the results and the report):")
+              + "\n  " + "\n  ".join(shown) + (f"\n  … 另有 and {more} more" if more else ""))
     typer.echo(format_table(document["metrics"], errors=document["errors"]))
     typer.echo("\n" + format_category_table(document["by_category"]))
     if json_path:
         write_json(json_path, document)
-        typer.echo(f"\nwrote {json_path}")
+        typer.echo("\n" + bilingual(f"已写入 {json_path}。", f"wrote {json_path}"))
     if report_dir:
         _write_report(document, report_dir)
     # The run is complete and written: a later run should measure afresh, not replay this one.
@@ -264,7 +349,8 @@ def eval_cmd(
 def _write_report(document, report_dir: Path) -> None:
     from qa_app.eval.report import write_report
 
-    typer.echo(f"wrote {write_report(document, report_dir)} and report.md")
+    page = write_report(document, report_dir)
+    typer.echo(bilingual(f"已写入 {page} 和 report.md。", f"wrote {page} and report.md"))
 
 
 def _load_results(path: Path):
@@ -299,51 +385,84 @@ def eval_report_cmd(
 
 
 @app.command()
-def documents(data_dir: Optional[Path] = DataDir, as_json: bool = typer.Option(False, "--json")):
+def documents(
+    data_dir: Optional[Path] = DataDir,
+    as_json: bool = typer.Option(False, "--json", help="Print the documents as JSON (with their chunk counts)."),
+):
     """List the indexed documents."""
+    from qa_app.data_folder import index_exists
     from qa_app.index.store import Index
 
-    index = Index(_settings(data_dir))
+    settings = _settings(data_dir)
+    if not index_exists(settings):  # said without creating an index to list
+        typer.echo("[]" if as_json else _NO_DOCUMENTS)
+        return
+    index = Index(settings)
     docs = index.documents()
     counts = index.chunk_counts()
     if as_json:
         typer.echo(json.dumps([{**d.__dict__, "chunks": counts.get(d.doc_id, 0)} for d in docs], ensure_ascii=False, indent=2))
         return
     if not docs:
-        typer.echo("no documents indexed yet: run `qa-app ingest`")
+        typer.echo(_NO_DOCUMENTS)
     for d in docs:
-        typer.echo(f"{d.doc_id}\t{d.date or '-'}\t{d.kind or '-'}\t{counts.get(d.doc_id, 0)} chunks\t{d.title}")
+        typer.echo(f"{d.doc_id}\t{d.date or '-'}\t{d.kind or '-'}\t{counts.get(d.doc_id, 0)} 片段 chunks\t{d.title}")
+
+
+_NO_DOCUMENTS = bilingual("还没有索引任何文档：请运行 `qa-app ingest`。", "no documents indexed yet: run `qa-app ingest`")
 
 
 @app.command()
 def delete(doc_id: str = typer.Argument(..., help="Document id (its file name)."), data_dir: Optional[Path] = DataDir):
     """Remove a document and its chunks from the index."""
+    from qa_app.data_folder import index_exists
     from qa_app.index.store import Index
 
-    if not Index(_settings(data_dir)).delete_document(doc_id):
-        _fail(f"no document {doc_id!r} in the index (see `qa-app documents`)")
-    typer.echo(f"deleted {doc_id}")
+    settings = _settings(data_dir)
+    # An empty folder has no document to delete: said without creating an index there.
+    if not index_exists(settings) or not Index(settings).delete_document(doc_id):
+        _fail(bilingual(f"索引中没有文档 {doc_id}（见 `qa-app documents`）。",
+                        f"no document {doc_id!r} in the index (see `qa-app documents`)"))
+    typer.echo(bilingual(f"已删除 {doc_id}。", f"deleted {doc_id}"))
+
+
+feedback_app = typer.Typer(help="Ratings given on the chat page (👍/👎).", no_args_is_help=True)
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("export")
+def feedback_export(
+    out: Path = typer.Argument(..., help="Eval-set file to write (JSONL, read by `qa-app eval`)."),
+    data_dir: Optional[Path] = DataDir,
+    disliked: bool = typer.Option(
+        False, "--disliked", help="Also write 👎 answers (category `disliked`, no answer keys: review them before use)."),
+):
+    """Write the chat page's rated answers as an eval set, so users' verdicts feed `qa-app eval`:
+    a 👍 answer becomes an answerable item (its figures as keys, its quotes as evidence), a 👍
+    refusal an unanswerable one."""
+    from qa_app.feedback import FeedbackStore, export_eval_set
+
+    store = FeedbackStore.in_data_dir(_settings(data_dir).resolved_data_dir())
+    if not store.path.exists():  # said without creating the store
+        _fail(bilingual(f"还没有任何评价（{store.path} 不存在）。", f"no ratings yet ({store.path} does not exist)"))
+    n = export_eval_set(store.path, out, include_disliked=disliked)
+    typer.echo(bilingual(f"已写入 {n} 条评测题：{out}", f"wrote {n} eval items to {out}"))
 
 
 @app.command()
 def run(data_dir: Optional[Path] = DataDir):
-    """The main job: index the bundled seeds if needed, then answer questions typed at the prompt."""
+    """The main job at a terminal: index the bundled seeds if needed, then answer questions typed at
+    the prompt as one conversation (follow-ups build on the earlier questions; /new starts over)."""
+    from qa_app.answer import Assistant
+    from qa_app.asker import Asker
     from qa_app.index.store import Index
     from qa_app.ingest.pipeline import ingest as run_ingest
 
     settings = _settings(data_dir)
     index = Index(settings)
     _ingest_seeds(index, run_ingest)
-    typer.echo("输入问题并回车；空行或 Ctrl-D 退出。 Type a question and press Enter; an empty line or Ctrl-D quits.")
-    from qa_app.answer import Assistant, QuestionError
-
-    assistant = Assistant(settings, index=index)
-    for q in _read_questions(sys.stdin.isatty()):
-        try:
-            _print_answer(assistant.ask(q), False)
-        except QuestionError as exc:
-            typer.secho(str(exc), fg=typer.colors.RED, err=True)
-        typer.echo("")
+    asker = Asker(settings, use_server=False, warn=_warn, assistant=Assistant(settings, index=index))
+    _converse(asker, sys.stdin.isatty(), greet=True)
 
 
 def _ingest_seeds(index, run_ingest) -> None:
@@ -353,9 +472,9 @@ def _ingest_seeds(index, run_ingest) -> None:
 
     try:
         report = run_ingest([index.settings.seeds_dir], index, progress=True)
-        typer.echo(f"{report.summary()}. {len(index)} chunks in {len(index.documents())} documents.")
+        typer.echo(_ingest_summary(report) + "\n" + _index_size(index))
     except StorageError as exc:
-        typer.secho(f"warning: {exc.message}", fg=typer.colors.YELLOW, err=True)
+        _warn(exc.message)
 
 
 @app.command()
@@ -367,8 +486,8 @@ def backends(data_dir: Optional[Path] = DataDir):
     for name in available():
         ready, detail = readiness(name, settings)  # each backend checks itself
         mark = "*" if name == settings.generator else " "
-        typer.echo(f"{mark} {name:<13} {'ready' if ready else 'not ready':<10} {detail}")
-    typer.echo("(* = active: QA_GENERATOR)")
+        typer.echo(f"{mark} {name:<13} {'可用 ready' if ready else '不可用 not ready':<16} {detail}")
+    typer.echo(bilingual("（* = 当前使用：QA_GENERATOR）", "* = active: QA_GENERATOR"))
 
 
 @app.command()
@@ -385,14 +504,47 @@ def serve(
     from qa_app.api import create_app
     from qa_app.index.store import Index
     from qa_app.ingest.pipeline import ingest as run_ingest
+    from qa_app.server_file import client_url
 
     settings = _settings(data_dir, host=host, port=port)
     index = Index(settings)
     if not no_ingest:
         _ingest_seeds(index, run_ingest)
     app_ = create_app(settings, Assistant(settings, index=index))
-    typer.echo(f"Chat page: http://{settings.host}:{settings.port}/   API docs: http://{settings.host}:{settings.port}/docs")
-    uvicorn.run(app_, host=settings.host, port=settings.port, log_level="warning")
+    base = f"http://{settings.host}:{settings.port}"
+    typer.echo(bilingual(f"聊天页面：{base}/   API 文档：{base}/docs", f"Chat page: {base}/   API docs: {base}/docs"))
+    data = settings.resolved_data_dir()
+    try:
+        uvicorn.run(_Recorded(app_, data, client_url(settings.host, settings.port), _warn),
+                    host=settings.host, port=settings.port, log_level="warning")
+    finally:
+        remove_record(data)
+
+
+class _Recorded:
+    """The app, plus the record ``qa-app ask`` finds it by (``qa_app/server_file.py``): written when
+    the app has started, removed when it shuts down (and by ``serve`` after the server stops)."""
+
+    def __init__(self, app_, data_dir: Path, url: str, warn):
+        self.app, self.data_dir, self.url, self.warn = app_, data_dir, url, warn
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "lifespan":
+            return await self.app(scope, receive, send)
+
+        async def recording_send(message):
+            if message["type"] == "lifespan.startup.complete":
+                try:
+                    write_record(self.data_dir, self.url)
+                except OSError as exc:  # a read-only folder: the server still serves
+                    self.warn(bilingual(f"无法写入 {self.data_dir} 中的服务器记录（{exc}）：`qa-app ask` 不会自动使用这个服务器。",
+                                        f"cannot write the server record in {self.data_dir} ({exc}): `qa-app ask` "
+                                        "will not find this server by itself (set QA_SERVER_URL)"))
+            elif message["type"] == "lifespan.shutdown.complete":
+                remove_record(self.data_dir)
+            await send(message)
+
+        return await self.app(scope, receive, recording_send)
 
 
 @app.command("mcp")

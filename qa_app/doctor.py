@@ -25,19 +25,43 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qa_app.data_folder import CATALOG_FILE
+from qa_app.text import bilingual
 from qa_app.index.bm25 import BM25Index
 from qa_app.index.errors import DAMAGED, READ_ONLY, StorageError, read_only
 from qa_app.index.leftovers import UPLOADS_DIR, sweep_upload_leftovers
 from qa_app.index.lock import describe_holder, pid_alive
-from qa_app.index.recovery import read_sources, salvage
+from qa_app.index.recovery import SOURCES_FILE, read_sources, salvage
 from qa_app.index.store import REBUILD_FLAG, Index, VectorDrift
+from qa_app.index.vector_store import store_class
 from qa_app.ingest.pipeline import chunk_tokens, expand_paths, ingest
 
 ERROR, WARNING, INFO = "error", "warning", "info"
+
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+# Each kind of finding in Chinese ({n}: how many items it names); the English message keeps the details.
+_CHINESE = {
+    "writer_running": "有写入进程正在运行，下面的差异可能是它尚未完成的工作",
+    "leftover_lock": "写入锁是一个已不在运行的进程留下的，它不再持有任何东西",
+    "interrupted_write": "有一次写入没有完成",
+    "catalog_damaged": "索引目录数据库未通过 SQLite 完整性检查，修复会把它移到一旁并从源文件重建",
+    "upload_leftovers": "有 {n} 个未完成上传的残留",
+    "vectors_unchecked": "无法检查向量",
+    "vectors_unreadable": "无法读取向量库",
+    "orphan_vectors": "有 {n} 个向量不属于任何目录片段",
+    "missing_vectors": "有 {n} 个目录片段没有向量",
+    "bm25_tokens": "有 {n} 个片段的词表无法读取，BM25 无法重建",
+    "bm25_rows": "BM25 的行与目录片段不一致",
+    "source_changed": "有 {n} 个文档的源文件在索引后被修改",
+    "chunk_count": "有 {n} 个文档的片段数与记录不符",
+    "source_missing": "有 {n} 个文档的源文件已不在（仍在索引中，`qa-app delete` 可移除）",
+    "unfinished_rebuild": "索引目录的重建没有完成，修复会完成它",
+}
 
 
 @dataclass
@@ -47,6 +71,13 @@ class Finding:
     message: str
     items: list[str] = field(default_factory=list)
     fix: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+
+    def text(self) -> str:
+        """The message in the CLI's style, Chinese first: findings whose message is the storage
+        layer's own are bilingual already; the others get their kind's Chinese summary."""
+        if _CJK.search(self.message) or self.kind not in _CHINESE:
+            return self.message
+        return f"{_CHINESE[self.kind].format(n=len(self.items))}。({self.message})"
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "severity": self.severity, "message": self.message,
@@ -81,18 +112,20 @@ class DoctorReport:
         }
 
     def text(self) -> str:
-        lines = [f"index at {self.data_dir}: {self.documents} documents, {self.chunks} chunks"]
+        lines = [f"索引 {self.data_dir}：{self.documents} 个文档，{self.chunks} 个片段。"
+                 f"(Index at {self.data_dir}: {self.documents} documents, {self.chunks} chunks.)"]
         marks = {ERROR: "✗", WARNING: "!", INFO: "·"}
         for f in self.found:
             fixed = self.repaired and f.severity == ERROR and not any(r.kind == f.kind for r in self.remaining)
-            lines.append(f"{marks[f.severity]} {f.message}" + ("  → repaired" if fixed else ""))
-        lines += [f"  repair: {n}" for n in self.notes]
+            lines.append(f"{marks[f.severity]} {f.text()}" + ("  → 已修复 repaired" if fixed else ""))
+        lines += [f"  修复 repair: {n}" for n in self.notes]
         if self.ok:
-            lines.append("✓ no drift: catalog, vectors, BM25 and source files agree")
+            lines.append("✓ 没有偏差：目录、向量、BM25 与源文件一致。(no drift: catalog, vectors, BM25 and source files agree)")
         elif self.repaired:
-            lines.append(f"{len(self.drift)} problem(s) remain after repair (see above)")
+            lines.append(f"修复后仍有 {len(self.drift)} 个问题（见上）。({len(self.drift)} problem(s) remain after repair, see above.)")
         else:
-            lines.append(f"{len(self.drift)} problem(s) found: run `qa-app doctor --repair` to fix them")
+            lines.append(f"发现 {len(self.drift)} 个问题：运行 `qa-app doctor --repair` 修复。"
+                         f"({len(self.drift)} problem(s) found: run `qa-app doctor --repair` to fix them.)")
         return "\n".join(lines)
 
 
@@ -158,7 +191,9 @@ def check_leftovers(index: Index) -> list[Finding]:
 
 def _sweep_note(index: Index) -> str:
     swept = sweep_upload_leftovers(index, remove=True)
-    return f"swept {len(swept)} upload leftovers: " + ", ".join(swept[:10]) if swept else "no upload leftovers to sweep"
+    if not swept:
+        return bilingual("没有需要清理的上传残留。", "no upload leftovers to sweep")
+    return bilingual(f"已清理 {len(swept)} 个上传残留。", f"swept {len(swept)} upload leftovers: " + ", ".join(swept[:10]))
 
 
 def check_vectors(index: Index) -> list[Finding]:
@@ -184,15 +219,17 @@ def check_vectors(index: Index) -> list[Finding]:
 
 
 def _drift_note(drift: VectorDrift) -> str:
-    return f"deleted {len(drift.orphans)} orphan vectors, restored {len(drift.missing)} missing vectors"
+    return bilingual(f"删除了 {len(drift.orphans)} 个孤立向量，补回了 {len(drift.missing)} 个缺失向量。",
+                     f"deleted {len(drift.orphans)} orphan vectors, restored {len(drift.missing)} missing vectors")
 
 
 def _rebuild_vectors_note(index: Index) -> str:
     before = len(index.moved_aside)
     count = index.rebuild_vectors()
     moved = index.moved_aside[before:]
-    return (f"moved the damaged vector store aside to {moved[0]} and " if moved else "") + \
-        f"rebuilt the vector store with {count} vectors from the catalog"
+    return bilingual((f"已将损坏的向量库移到 {moved[0]}，并" if moved else "") + f"从目录重建了向量库（{count} 个向量）。",
+                     (f"moved the damaged vector store aside to {moved[0]} and " if moved else "")
+                     + f"rebuilt the vector store with {count} vectors from the catalog")
 
 
 def check_bm25(index: Index) -> list[Finding]:
@@ -246,14 +283,15 @@ def _retokenise(index: Index, chunk_ids: list[str]) -> str:
     titles = {d.doc_id: d.title for d in index.catalog.documents()}
     fresh = {c.chunk_id: chunk_tokens(titles.get(c.doc_id, ""), c) for c in index.catalog.chunks(chunk_ids)}
     index.catalog.set_tokens(fresh)
-    return f"re-tokenised {len(fresh)} chunks"
+    return bilingual(f"重新分词 {len(fresh)} 个片段。", f"re-tokenised {len(fresh)} chunks")
 
 
 def _reingest(index: Index, doc_ids: list[str], force: bool) -> str:
     paths = [Path(d.source_path) for d in index.catalog.documents() if d.doc_id in set(doc_ids)]
     report = ingest(paths, index, progress=False, force=force)
     failed = "; ".join(report.failed.values())
-    return f"re-ingested {len(paths)} files: {report.summary()}" + (f" ({failed})" if failed else "")
+    return bilingual(f"重新索引了 {len(paths)} 个文件。",
+                     f"re-ingested {len(paths)} files: {report.summary()}" + (f" ({failed})" if failed else ""))
 
 
 # --- rebuilding a lost catalog ----------------------------------------------------------------
@@ -275,18 +313,21 @@ def repair_catalog(index: Index) -> list[str]:
     recorded = read_sources(index.data_dir)
     aside = index.replace_catalog()
     if aside is not None:
-        notes.append(f"moved the damaged catalog aside to {aside} (kept, not deleted)")
+        notes.append(bilingual(f"已将损坏的目录移到 {aside}（保留，未删除）。", f"moved the damaged catalog aside to {aside} (kept, not deleted)"))
         found = salvage(aside, into=index.catalog)
     else:
         found = None
     cached = index.catalog.count_cached()
     if found is not None and found.problems:
-        notes.append("from the damaged catalog: " + "; ".join(found.problems))
-    notes.append(f"kept {cached} cached sentence vectors from the damaged catalog" if cached else
-                 "the embedding cache was in the damaged catalog and could not be read: every sentence is embedded again")
+        notes.append(bilingual("损坏的目录中的问题：", "from the damaged catalog: " + "; ".join(found.problems)))
+    notes.append(bilingual(f"从损坏的目录中保留了 {cached} 个缓存的句向量。", f"kept {cached} cached sentence vectors from the damaged catalog")
+                 if cached else
+                 bilingual("向量缓存在损坏的目录中，无法读取：所有句子将重新计算向量。",
+                           "the embedding cache was in the damaged catalog and could not be read: every sentence is embedded again"))
     paths, lost, guessed = _rebuild_sources(index, found.documents if found else {}, recorded, in_vectors)
     if guessed:
-        notes.append("nothing recorded which documents were indexed: indexing the seeds and every upload")
+        notes.append(bilingual("没有记录索引过哪些文档：将索引内置报告和所有上传文件。",
+                               "nothing recorded which documents were indexed: indexing the seeds and every upload"))
     if index.vector_store_damaged():
         notes.append(_rebuild_vectors_note(index))
     index.catalog.set_flag(REBUILD_FLAG, json.dumps({"paths": [str(p) for p in paths], "lost": lost,
@@ -304,18 +345,21 @@ def _finish_rebuild(index: Index, cached: int | None = None) -> list[str]:
     cached = index.catalog.count_cached() if cached is None else cached
     report = ingest([p for p in paths if p.is_file()], index, progress=False)
     embedded = index.catalog.count_cached() - cached
-    notes = [f"rebuilt the catalog from {len(paths) - len(gone)} source files: {report.summary()}"
-             + (f"; {embedded} sentences embedded again" if embedded else "; all vectors from the embedding cache")]
+    notes = [bilingual(f"已从 {len(paths) - len(gone)} 个源文件重建目录。",
+                       f"rebuilt the catalog from {len(paths) - len(gone)} source files: {report.summary()}"
+                       + (f"; {embedded} sentences embedded again" if embedded else "; all vectors from the embedding cache"))]
     if report.failed:
-        notes.append("could not index: " + "; ".join(f"{Path(k).name}: {v}" for k, v in report.failed.items()))
+        notes.append(bilingual("以下文件无法索引：", "could not index: " + "; ".join(f"{Path(k).name}: {v}" for k, v in report.failed.items())))
     drift = index.reconcile()
     if drift.orphans:
-        notes.append(f"deleted {len(drift.orphans)} vectors no rebuilt document has")
+        notes.append(bilingual(f"删除了 {len(drift.orphans)} 个不属于任何重建文档的向量。", f"deleted {len(drift.orphans)} vectors no rebuilt document has"))
     lost = list(plan.get("lost", [])) + [p.name for p in gone]
     if lost:
-        notes.append(f"{len(lost)} documents could not be rebuilt, their source files are gone: " + ", ".join(lost[:20])
-                     + (" …" if len(lost) > 20 else "") + (f" (see {plan['aside']})" if plan.get("aside") else "")
-                     + "; ingest them again where they are now")
+        notes.append(bilingual(
+            f"{len(lost)} 个文档的源文件已不在，无法重建：请在它们现在的位置重新索引。",
+            f"{len(lost)} documents could not be rebuilt, their source files are gone: " + ", ".join(lost[:20])
+            + (" …" if len(lost) > 20 else "") + (f" (see {plan['aside']})" if plan.get("aside") else "")
+            + "; ingest them again where they are now"))
     index.catalog.set_flag(REBUILD_FLAG, None)
     return notes
 
@@ -392,12 +436,33 @@ def _catalog_damage(index: Index) -> bool:
         return True
 
 
+def catalog_missing(settings) -> Finding | None:
+    """Without its catalog file a folder is either not an index at all (nothing to check: opening
+    it would create one) or an index whose catalog was lost (its vectors or its record of sources
+    remain): said without creating anything, and rebuilt by a repair like a damaged one."""
+    data_dir = settings.resolved_data_dir()
+    if (data_dir / CATALOG_FILE).is_file():
+        return None
+    folder = store_class(settings.vector_store).local_folder(settings)
+    remains = [str(p) for p in (folder, data_dir / SOURCES_FILE) if p is not None and p.exists()]
+    if not remains:
+        return Finding("no_index", INFO, f"{data_dir} 中还没有索引，请运行 `qa-app ingest`。"
+                       f"(Nothing is indexed at {data_dir} yet: run `qa-app ingest`.)")
+    return Finding("catalog_missing", ERROR, f"索引目录 {data_dir / CATALOG_FILE} 不见了，索引的其他文件还在；修复会从源文件重建它。"
+                   f"(The catalog {data_dir / CATALOG_FILE} is missing while the index's other files remain "
+                   f"({', '.join(remains)}); a repair rebuilds it from the source files.)", remains)
+
+
 def run_doctor(settings, repair: bool, *, index: Index | None = None) -> DoctorReport:
     """Check the index at ``settings``' data folder; with ``repair``, fix what can be fixed and check again.
 
-    A repair raises a StorageError when the folder is read-only (nothing can be fixed there)."""
+    Checking creates nothing: a folder without a catalog is reported as it is. A repair raises a
+    StorageError when the folder is read-only (nothing can be fixed there)."""
+    missing = catalog_missing(settings) if index is None else None
+    if missing is not None and (not repair or missing.kind == "no_index"):
+        return DoctorReport(str(settings.resolved_data_dir()), 0, 0, [missing])
     index = Index(settings) if index is None else index  # (an Index with no chunks is falsy)
-    found = _examine(index)
+    found = [missing] if missing is not None else _examine(index)
     report = DoctorReport(str(index.data_dir), *_counts(index), found)
     if not repair:
         return report
@@ -406,13 +471,13 @@ def run_doctor(settings, repair: bool, *, index: Index | None = None) -> DoctorR
         raise read_only(index.data_dir, f"cannot write {blocked[0]}; nothing was repaired")
     with index.writer.hold("doctor --repair", on_wait=report.notes.append):
         # What every other repair reads is mended first, each as its own marked write.
-        if _catalog_damage(index):
+        if missing is not None or _catalog_damage(index):
             report.notes.extend(repair_catalog(index))
         if index.vector_store_damaged():
             report.notes.append(_rebuild_vectors_note(index))
         with index.writing("doctor --repair", on_wait=report.notes.append) as healed:
             if healed is not None:
-                report.notes.append("finished the interrupted write: " + _drift_note(healed))
+                report.notes.append(bilingual("已完成中断的写入：", "finished the interrupted write") + " " + _drift_note(healed))
             # Re-examine under the lock: a writer that was running may have finished (or fixed) things.
             done: list[Callable] = []
             for finding in _examine(index):
