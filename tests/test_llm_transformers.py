@@ -136,3 +136,38 @@ def test_hub_name_is_tried_and_fails_clearly_offline(tmp_path):
     code2 = code.replace("example-org/not-a-real-model", str(tmp_path / "nope"))
     out2 = subprocess.run([sys.executable, "-c", code2], capture_output=True, text=True, env=env, timeout=120).stdout
     assert "no model folder at" in out2, out2
+
+
+def test_chat_api_counts_with_the_models_own_tokenizer_and_passes_max_tokens(seeds_index, tiny_model, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from qa_app.api import create_app
+    from qa_app.llm.transformers_backend import load_model
+
+    tokenizer, model, _ = load_model(tiny_model)
+    asked: list[int] = []
+    generate = model.generate
+
+    def recording(**kwargs):
+        asked.append(kwargs["max_new_tokens"])
+        return generate(**kwargs)
+
+    monkeypatch.setattr(model, "generate", recording)
+    a = local_assistant(seeds_index, tiny_model)
+    client = TestClient(create_app(a.settings, a, with_ui=False))
+    body = {"messages": [{"role": "system", "content": "简短回答。"}, {"role": "user", "content": GDP_Q}], "max_tokens": 5}
+    r = client.post("/v1/chat/completions", json=body)
+    assert r.status_code == 200, r.text
+    assert asked == [5]  # the model was given the limit
+    reply = r.json()
+    content, usage = reply["choices"][0]["message"]["content"], reply["usage"]
+    # Its own tokenizer counts, exactly: the count is not an estimate.
+    assert usage["tokenizer"] == f"transformers:{tiny_model}" and usage["estimated"] is False
+    assert usage["completion_tokens"] == len(tokenizer(content, add_special_tokens=False)["input_ids"]) <= 5
+    assert reply["choices"][0]["finish_reason"] == "length"
+    # The system message reached the model below the rules.
+    prompt_ids = []
+    monkeypatch.setattr(model, "generate", lambda **kw: prompt_ids.append(kw["input_ids"]) or generate(**kw))
+    client.post("/v1/chat/completions", json={**body, "stream": True})
+    text = tokenizer.decode(prompt_ids[0][0])
+    assert "<提问者的要求>\n简短回答。\n</提问者的要求>" in text.split("<|im_end|>")[0]

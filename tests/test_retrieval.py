@@ -39,7 +39,7 @@ def test_langchain_retriever(assistant):
     docs = retriever.invoke("2024年海淀居民人均可支配收入增长多少")
     assert len(docs) == 3
     assert any("4.1%" in d.page_content for d in docs)
-    assert all(d.metadata["doc"] and d.metadata["title"] for d in docs)
+    assert all(d.metadata["doc_id"] and d.metadata["title"] for d in docs)
 
 
 def test_the_shipped_fusion_model_loads_and_a_misfit_one_is_refused_clearly(tmp_path):

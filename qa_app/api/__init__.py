@@ -11,9 +11,10 @@ bucket per client address over the requests that do work (429, ``QA_RATE_LIMIT_P
 key wall (401 or the login page, ``qa_app.wall``), body size limits (413; ``limits``). Answering
 routes run under a deadline that stops the work (504, ``QA_REQUEST_TIMEOUT_S``; ``qa_app.deadline``).
 
-Modules: ``app`` (the factory), ``errors``, ``limits``, ``schemas`` (request bodies), ``views``
-(answers and documents as JSON), and the routes by concern: ``health``, ``answers``,
-``openai_chat``, ``documents``.
+Modules: ``app`` (the factory), ``errors``, ``limits``, ``schemas`` (request bodies),
+``chat_request`` (what an OpenAI chat request's fields do), ``tokens`` (usage and max_tokens by a
+real tokenizer), ``views`` (answers and documents as JSON), ``docs`` (Swagger UI, offline), and the
+routes by concern: ``health``, ``answers``, ``openai_chat``, ``documents``.
 """
 from qa_app.api.app import create_app
 

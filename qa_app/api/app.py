@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from qa_app.answer import Assistant
 from qa_app.api import answers, documents, health, openai_chat
+from qa_app.api.docs import install_docs
 from qa_app.api.errors import error_response, install_handlers
 from qa_app.api.limits import API_PREFIX, GuardMiddleware, RateLimitMiddleware
 from qa_app.config import Settings, get_settings
@@ -60,6 +61,8 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
 
     app = FastAPI(
         lifespan=lifespan,
+        docs_url=None,  # served offline by ``docs``, not from FastAPI's CDN links
+        redoc_url=None,
         title="qa_app API",
         version="1.0",
         description=(
@@ -86,6 +89,7 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
             allow_headers=["Authorization", "Content-Type"],
         )
     install_handlers(app)
+    install_docs(app)
 
     routers = [module.router(assistant) for module in (health, answers, openai_chat, documents)]
     for router in routers:

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qa_app import deadline
 from qa_app.answer import EmptyIndexError, QuestionError
+from qa_app.index.embedding_rules import EmbeddingError
 from qa_app.index.errors import StorageError
 from qa_app.index.hybrid import FilterError
 from qa_app.llm.base import GeneratorError
@@ -97,6 +98,11 @@ def install_handlers(app: FastAPI) -> None:
     async def _storage(request: Request, exc: StorageError):
         # A read-only folder, a damaged catalog: the message names the file and what to do.
         return error_response(503, exc.message, "storage_error", code=exc.kind)
+
+    @app.exception_handler(EmbeddingError)
+    async def _embedding_error(request: Request, exc: EmbeddingError):
+        # The embedding model cannot be loaded or its server reached: the message names the URL.
+        return error_response(503, str(exc), "embedding_error")
 
     @app.exception_handler(EmptyIndexError)
     async def _empty_index(request: Request, exc: EmptyIndexError):

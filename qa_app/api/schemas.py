@@ -1,7 +1,7 @@
 """The request bodies, as typed models (the OpenAPI schema at /docs is generated from them)."""
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,14 +37,11 @@ class SearchRequest(BaseModel):
 
 
 class ChatMessage(BaseModel):
+    # Keys other than these are refused by name in ``chat_request`` (a 400, as OpenAI does).
     model_config = ConfigDict(extra="allow")
-    role: str
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
-
-    def text(self) -> str:
-        if isinstance(self.content, list):  # [{"type": "text", "text": "..."}, ...]
-            return "".join(str(p.get("text", "")) for p in self.content if p.get("type", "text") == "text")
-        return self.content or ""
+    name: str | None = Field(default=None, description="accepted and not used")
 
 
 class StreamOptions(BaseModel):
@@ -53,15 +50,21 @@ class StreamOptions(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    """OpenAI chat-completions request; sampling options (temperature, …) are accepted and ignored."""
+    """An OpenAI chat-completions request. What each OpenAI option does here (honoured, accepted
+    without effect, or refused by name) is in ``chat_request``; a field OpenAI does not have is
+    refused by name."""
 
     model_config = ConfigDict(extra="allow")
-    messages: list[ChatMessage] = Field(min_length=1)
-    model: str | None = None
-    stream: bool = False
+    messages: list[ChatMessage] = Field(min_length=1, description=(
+        "the last user message is the question; earlier user messages are the conversation's questions and "
+        "assistant messages their replies (for completing a follow-up); system/developer messages are "
+        "instructions for an LLM generator (the extractive one ignores them)"))
+    model: str | None = Field(default=None, description="qa-app (see /v1/models)")
+    stream: bool | None = False
     stream_options: StreamOptions | None = None
-    filters: FilterSpec | None = Field(default=None, description="extension: restrict to documents / years")
-
+    max_tokens: int | None = Field(default=None, ge=1, strict=True, description="cut the reply after this many tokens")
+    max_completion_tokens: int | None = Field(default=None, ge=1, strict=True, description="the same as max_tokens")
+    filters: FilterSpec | None = Field(default=None, description="extension: restrict to documents, years, places, kinds")
 
 
 def to_filters(spec: FilterSpec | None, known_docs) -> Filters | None:

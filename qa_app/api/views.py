@@ -7,15 +7,9 @@ from qa_app.models import Answer, DocumentInfo
 
 
 def citations_of(answer: Answer) -> list[dict[str, Any]]:
-    """The answer's citations, each with its document id as ``doc`` and its passage's score."""
+    """The answer's citations (the document as ``doc_id``, as everywhere), each with its passage's score."""
     scores = {p.chunk.chunk_id: round(p.score, 6) for p in answer.passages}
-    out = []
-    for c in answer.citations:
-        d = c.to_dict()
-        d["doc"] = c.doc_id
-        d["score"] = scores.get(c.chunk_id)
-        out.append(d)
-    return out
+    return [{**c.to_dict(), "score": scores.get(c.chunk_id)} for c in answer.citations]
 
 
 def sources_block(answer: Answer) -> str:

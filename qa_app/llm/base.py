@@ -53,8 +53,11 @@ class BackendOptions(BaseModel):
 class ChatGenerator:
     """Base of the LLM backends: prompts from files, [n] citations parsed, think-blocks removed.
 
-    A subclass implements ``chat(messages, max_tokens)`` → text and ``chat_stream(messages)``
-    → text pieces, raising ``GeneratorError`` on failure. The Assistant verifies every answer
+    A subclass implements ``chat(messages, max_tokens)`` → text and ``chat_stream(messages,
+    max_tokens)`` → text pieces, raising ``GeneratorError`` on failure (``max_tokens`` None: the
+    backend's configured limit). Beyond ``Generator``, it takes a client's ``instructions`` (an
+    OpenAI request's system messages, put below the grounding rules) and a ``max_tokens`` for
+    the answer, and the earlier replies of a conversation when condensing a follow-up. The Assistant verifies every answer
     (``grounding.check(strict=True)``) and falls back or refuses when it is not supported; it
     also calls ``condense`` to turn a follow-up into a standalone question.
     """
@@ -75,32 +78,40 @@ class ChatGenerator:
     def chat(self, messages: list[dict], max_tokens: int | None = None) -> str:
         raise NotImplementedError
 
-    def chat_stream(self, messages: list[dict]) -> Iterator[str]:
+    def chat_stream(self, messages: list[dict], max_tokens: int | None = None) -> Iterator[str]:
         raise NotImplementedError
 
     # --- shared ------------------------------------------------------------------------------
-    def prepare(self, question: QuestionAnalysis, passages: list[Passage]) -> tuple[list[dict], list[Passage]]:
-        """The chat messages, and the passages they number (a backend with a short context may give fewer)."""
+    def prepare(self, question: QuestionAnalysis, passages: list[Passage], instructions: str = "",
+                max_tokens: int | None = None) -> tuple[list[dict], list[Passage]]:
+        """The chat messages, and the passages they number (a backend with a short context may
+        give fewer, keeping room for ``max_tokens`` of answer)."""
 
         passages = passages[: self.settings.answer_passages]
-        return build_messages(question.query.text, passages, self.settings.prompts_dir, latin=question.query.latin), passages
+        return self.messages(question, passages, instructions), passages
 
-    def generate(self, question: QuestionAnalysis, passages: list[Passage]) -> Answer:
+    def messages(self, question: QuestionAnalysis, passages: list[Passage], instructions: str = "") -> list[dict]:
+        return build_messages(question.query.text, passages, self.settings.prompts_dir, latin=question.query.latin,
+                              instructions=instructions)
+
+    def generate(self, question: QuestionAnalysis, passages: list[Passage], instructions: str = "",
+                 max_tokens: int | None = None) -> Answer:
         t0 = time.perf_counter()
-        messages, given = self.prepare(question, passages)
-        answer = self.finish(question, given, self.chat(messages))
+        messages, given = self.prepare(question, passages, instructions, max_tokens)
+        answer = self.finish(question, given, self.chat(messages, max_tokens))
         answer.timings["llm_ms"] = (time.perf_counter() - t0) * 1000
         return answer
 
-    def stream(self, question: QuestionAnalysis, passages: list[Passage]) -> Iterator[str]:
-        messages, _ = self.prepare(question, passages)
-        yield from self.stream_messages(messages)
+    def stream(self, question: QuestionAnalysis, passages: list[Passage], instructions: str = "",
+               max_tokens: int | None = None) -> Iterator[str]:
+        messages, _ = self.prepare(question, passages, instructions, max_tokens)
+        yield from self.stream_messages(messages, max_tokens)
 
-    def stream_messages(self, messages: list[dict]) -> Iterator[str]:
+    def stream_messages(self, messages: list[dict], max_tokens: int | None = None) -> Iterator[str]:
         """The visible answer text in pieces (reasoning blocks removed)."""
 
         think = ThinkFilter()
-        for piece in self.chat_stream(messages):
+        for piece in self.chat_stream(messages, max_tokens):
             visible = think.feed(piece)
             if visible:
                 yield visible
@@ -113,8 +124,9 @@ class ChatGenerator:
 
         return to_answer(question.query.text, passages, text, self.name, self.settings.prompts_dir, latin=question.query.latin)
 
-    def condense(self, question: str, history: list[str]) -> str:
-        """A follow-up ("那2024年呢？") rewritten with the earlier questions into one that stands alone."""
+    def condense(self, question: str, history: list[str], replies: list[str] | None = None) -> str:
+        """A follow-up ("那2024年呢？") rewritten with the earlier questions (and the replies they
+        got, aligned with ``history``) into one that stands alone."""
 
-        text = self.chat(build_condense_messages(question, history, self.settings.prompts_dir))
+        text = self.chat(build_condense_messages(question, history, self.settings.prompts_dir, replies))
         return clean_condensed(text, question, history)

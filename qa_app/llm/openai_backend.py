@@ -145,10 +145,10 @@ class OpenAIGenerator(ChatGenerator):
             raise self._error(exc) from exc
         return _text(getattr(reply, "content", reply))
 
-    def chat_stream(self, messages: list[dict]) -> Iterator[str]:
+    def chat_stream(self, messages: list[dict], max_tokens: int | None = None) -> Iterator[str]:
         llm = self.client()
         try:
-            for chunk in llm.stream(messages):
+            for chunk in llm.stream(messages, **(self._token_limit(max_tokens) if max_tokens else {})):
                 piece = _text(getattr(chunk, "content", chunk))
                 if piece:
                     yield piece

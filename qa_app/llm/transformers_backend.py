@@ -80,6 +80,10 @@ class TransformersGenerator(ChatGenerator):
             raise GeneratorError("QA_LLM_MODEL is not set: point it at a local model folder", unavailable=True)
         return load_model(self.options.model)
 
+    def tokenizer(self):
+        """The model's own tokenizer (the model is loaded on first use): the API counts usage with it."""
+        return self._loaded()[0]
+
     def encode(self, messages: list[dict]):
         tokenizer, _, _ = self._loaded()
         try:
@@ -96,14 +100,13 @@ class TransformersGenerator(ChatGenerator):
             limit = min(limit, tok_limit) if limit else tok_limit
         return limit
 
-    def prepare(self, question: QuestionAnalysis, passages: list[Passage]) -> tuple[list[dict], list[Passage]]:
-        from qa_app.llm.prompting import build_messages
-
+    def prepare(self, question: QuestionAnalysis, passages: list[Passage], instructions: str = "",
+                max_tokens: int | None = None) -> tuple[list[dict], list[Passage]]:
         given = passages[: self.settings.answer_passages]
         limit = self._context()
-        room = self.options.max_tokens
+        room = max_tokens or self.options.max_tokens
         while True:
-            messages = build_messages(question.query.text, given, self.settings.prompts_dir, latin=question.query.latin)
+            messages = self.messages(question, given, instructions)
             if not limit:
                 return messages, given
             length = self.encode(messages)["input_ids"].shape[1]
@@ -139,7 +142,7 @@ class TransformersGenerator(ChatGenerator):
             raise GeneratorError(f"generation failed: {type(exc).__name__}: {str(exc)[:200]}") from exc
         return tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
 
-    def chat_stream(self, messages: list[dict]) -> Iterator[str]:
+    def chat_stream(self, messages: list[dict], max_tokens: int | None = None) -> Iterator[str]:
         import queue
 
         import torch
@@ -153,7 +156,7 @@ class TransformersGenerator(ChatGenerator):
         def run() -> None:
             try:
                 with lock, torch.inference_mode():
-                    model.generate(**self.generate_kwargs(enc, None), streamer=streamer)
+                    model.generate(**self.generate_kwargs(enc, max_tokens), streamer=streamer)
             except Exception as exc:  # noqa: BLE001
                 failure.append(exc)
                 streamer.end()
