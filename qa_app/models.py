@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from qa_app.text import normalize
+
 
 @dataclass(frozen=True)
 class Scope:
@@ -61,14 +63,14 @@ class Chunk:
     ordinal: int
     text: str  # original script, cleaned, for display and quoting
     norm: str  # normalised (Simplified, half-width) for matching
-    section: str  # "第二章 … > 第一节 …"
+    section: str  # "第二章 … > 第一节 …", in the document's own script
     start: int  # offsets into the document's cleaned text
     end: int
     kind: str = "text"  # "text" | "table"
 
     def index_text(self) -> str:
         """What BM25 and the embedder see: the section path gives a chunk its context."""
-        return f"{self.section}\n{self.norm}" if self.section else self.norm
+        return f"{normalize(self.section)}\n{self.norm}" if self.section else self.norm
 
 
 @dataclass
@@ -87,7 +89,7 @@ class Passage:
     def to_dict(self) -> dict[str, Any]:
         return {
             "chunk_id": self.chunk.chunk_id,
-            "doc": self.doc.doc_id,
+            "doc_id": self.doc.doc_id,
             "title": self.doc.title,
             "date": self.doc.date,
             "place": self.doc.scope.place,

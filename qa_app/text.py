@@ -107,6 +107,12 @@ def _width_fold(text: str) -> str:
     )
 
 
+def tidy(text: str) -> str:
+    """Half-width forms and spaces folded (newlines kept), the script left as written: what is
+    shown (a section name), where ``normalize`` gives what is matched."""
+    return _WS_RE.sub(" ", _width_fold(text).replace("\u3000", " "))
+
+
 def normalize(text: str) -> str:
     """Simplified script, half-width forms, spaces folded (newlines kept)."""
     text = _width_fold(text).replace("\u3000", " ")
@@ -125,3 +131,12 @@ def is_latin_question(text: str) -> bool:
     Chinese character counts as a word: it carries as much of the question's grammar)."""
     latin_words = len(_LATIN_WORD.findall(text))
     return latin_words > 0 and latin_words > len(CJK_RE.findall(text))
+
+
+# A Chinese sentence already ends in one of these; the English then follows without a space.
+_CJK_END = "。！？：；）」"
+
+
+def bilingual(zh: str, en: str) -> str:
+    """One message in both languages, the style of every message a person reads: ``中文。(English.)``."""
+    return f"{zh}({en})" if zh and zh[-1] in _CJK_END else f"{zh} ({en})"

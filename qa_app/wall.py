@@ -10,8 +10,8 @@ The session is a signed expiry, not a server-side record: it survives restarts, 
 storage, and every session ends when the key changes. The cookie is HttpOnly and
 SameSite=Strict, so another site's form can neither read it nor send it along.
 
-The page's file-upload route is closed whatever the key: the page has no upload control, and
-Gradio would keep any file posted there (uploads go through /v1/documents, with their limits).
+Gradio's own file-upload route is closed whatever the key: Gradio would keep any file posted
+there. The page uploads through /v1/documents with its session cookie, under that route's limits.
 """
 from __future__ import annotations
 
@@ -146,8 +146,8 @@ class WallMiddleware:
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
         if any(path == p or path.startswith(p + "/") for p in _CLOSED_UPLOADS):
-            return await self.refuse(403, "聊天页面不接收文件：请用 POST /v1/documents 上传。"
-                                          "(The page takes no files: upload through POST /v1/documents.)")(scope, receive, send)
+            return await self.refuse(403, "此路径不接收文件：请用 POST /v1/documents 上传。"
+                                          "(This route takes no files: upload through POST /v1/documents.)")(scope, receive, send)
         if self.key is None:
             return await self.app(scope, receive, send)
         if path == LOGIN_PATH:

@@ -50,11 +50,18 @@ def test_the_page_and_its_routes_need_the_key(walled):
     assert health["status"] in ("ok", "degraded") and "documents" in health
 
 
+def ask_page(client, question: str):
+    """A question through the page's own events, as the browser sends them: /start puts it in the
+    chat, /respond answers it (no browser id: the answer is not saved, and says so in a warning)."""
+    _, messages = client.predict(question, [], api_name="/start")
+    return client.predict(messages, [], [], "", api_name="/respond")
+
+
 def test_gradio_client_without_the_key_gets_nothing(walled):
     from gradio_client import Client
 
     with pytest.raises(Exception) as caught:
-        Client(walled, verbose=False).predict(GDP_Q, [], [], [], [], api_name="/respond")
+        ask_page(Client(walled, verbose=False), GDP_Q)
     assert "401" in str(caught.value) or "nauthori" in str(caught.value) or "Could not" in str(caught.value)
 
 
@@ -83,8 +90,7 @@ def test_login_gives_a_session_that_opens_the_page(walled):
 def test_the_page_answers_through_its_client_with_the_key(walled):
     from gradio_client import Client
 
-    result = Client(walled, verbose=False, headers={"Authorization": f"Bearer {KEY}"}).predict(
-        GDP_Q, [], [], [], [], api_name="/respond")
+    result = ask_page(Client(walled, verbose=False, headers={"Authorization": f"Bearer {KEY}"}), GDP_Q)
     answer = str(result[0][-1]["content"])
     assert "地区生产总值预计增长6%" in answer and "qa-sources" in answer
 
@@ -155,7 +161,7 @@ def test_a_timed_out_question_stops_working(seeds_index):
 
         calls.clear()
         t0 = time.monotonic()
-        result = Client(url, verbose=False, headers=auth).predict(question, [], [], [], [], api_name="/respond")
+        result = ask_page(Client(url, verbose=False, headers=auth), question)
         assert "处理超时" in str(result[0][-1]["content"])
         assert 1 <= len(calls) <= 3 and time.monotonic() - t0 < 10
 

@@ -174,3 +174,15 @@ def test_provincial_reports_chunk_into_sane_pieces():
         numbered = sum(bool(re.match(r"^[一二三四五六]、", s)) for s in tops)
         year_led = sum(bool(re.match(r"^(?:“十[四五]五”|2026年)", s)) for s in tops)
         assert numbered >= 3 or year_led >= 3, (name, tops)
+
+
+def test_a_traditional_report_keeps_its_script_in_section_names_and_matches_normalised():
+    """Section names are shown as the report writes them (經濟篇, not 经济篇); what BM25 and the
+    embedder see of them is normalised like the text."""
+    from qa_app.text import normalize
+
+    _, chunks = chunks_of("002")
+    sections = {c.section for c in chunks}
+    assert "經濟篇" in sections and "经济篇" not in sections
+    c = next(c for c in chunks if c.section == "經濟篇")
+    assert c.index_text().startswith("经济篇\n") and c.index_text() == f"{normalize(c.section)}\n{c.norm}"

@@ -21,12 +21,21 @@ GDP_Q = "2023年海淀区地区生产总值增长了多少？"
         ([GDP_Q], "那2024年呢？", "6.0%"),
         (["2019年海淀区建立了多少支家庭医生团队？"], "2023年呢？", "831支"),
         (["2023年海淀区居民人均可支配收入增长了多少？"], "2024年呢？", "4.1%"),
+        # After a question about a place the index does not cover (refused), a follow-up naming
+        # another place asks about that place, in the year asked before.
+        (["朝阳区2023年地区生产总值增速是多少？"], "那海淀呢？", "6%"),
     ],
 )
 def test_rule_condenses_year_follow_ups(assistant, history, follow_up, key):
     a = assistant.ask(follow_up, history=history)
     assert key in a.text and not a.refused and a.grounded, a.text
     assert a.question == follow_up
+
+
+def test_a_follow_up_s_own_place_and_year_replace_the_previous_ones():
+    assert with_topic("那海淀呢？", "朝阳区2023年地区生产总值增速是多少？") == "2023年地区生产总值增速是多少，那海淀呢？"
+    assert with_topic("那2024年呢？", GDP_Q) == "海淀区地区生产总值增长了多少，那2024年呢？"
+    assert with_topic("实际呢？", GDP_Q) == "2023年海淀区地区生产总值增长了多少，实际呢？"
 
 
 class ScriptedLLM(ChatGenerator):
@@ -52,8 +61,8 @@ class ScriptedLLM(ChatGenerator):
         n = next((n for n, text in passages if self.figure in text), None)
         return f"地区生产总值同比增长{self.figure}[{n}]。" if n else "报告中没有找到能够回答这个问题的内容。"
 
-    def chat_stream(self, messages):
-        text = self.chat(messages)
+    def chat_stream(self, messages, max_tokens=None):
+        text = self.chat(messages, max_tokens)
         for i in range(0, len(text), 3):
             yield text[i : i + 3]
 

@@ -66,7 +66,7 @@ def feature_rows(
                 row += [value / top if top > 0 else 0.0, math.log1p(ranks.get(cid, depth)), 1.0 if cid in ranks else 0.0]
             else:
                 row += [value, top - value, math.log1p(ranks.get(cid, depth)), 1.0 if cid in ranks else 0.0]
-        about_year = bool(years) and bool(year_scope(chunk.norm, chunk.section, doc.years(), years))
+        about_year = bool(years) and bool(year_scope(chunk.norm, normalize(chunk.section), doc.years(), years))
         row += [
             1.0 if about_year else 0.0,
             1.0 if years and not about_year else 0.0,

@@ -23,7 +23,7 @@ from qa_app.index.scope import resolve as resolve_scope
 from qa_app.index.store import Index, Snapshot
 from qa_app.models import Passage
 from qa_app.places import gazetteer
-from qa_app.text import year_scope
+from qa_app.text import normalize, year_scope
 
 
 class FilterError(ValueError):
@@ -192,7 +192,7 @@ class HybridSearcher:
         for cid in fused:
             chunk = snap.chunks.get(cid)
             doc = snap.docs.get(chunk.doc_id) if chunk else None
-            if chunk is not None and doc is not None and year_scope(chunk.norm, chunk.section, doc.years(), set(years)):
+            if chunk is not None and doc is not None and year_scope(chunk.norm, normalize(chunk.section), doc.years(), set(years)):
                 fused[cid] *= 1.0 + self.settings.year_boost
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from qa_app.ingest.clean import ends_dangling, is_caption_or_byline, is_chrome_line, is_field_line
 from qa_app.ingest.tables import TableRow, cell_text, group_rows, is_cell_line
 from qa_app.models import Chunk
-from qa_app.text import CJK_RE, normalize
+from qa_app.text import CJK_RE, normalize, tidy
 
 _NUM = "一二三四五六七八九十百零〇两"
 _HEADINGS: list[tuple[int, re.Pattern[str]]] = [
@@ -222,7 +222,8 @@ def chunk_text(doc_id: str, cleaned: str, *, target: int = 300, max_chars: int =
             rank = None  # a 专栏 caption whose box was lost in scraping: plain text, not a section
         if rank is not None:
             builder.flush(section)
-            stack = [(r, t) for r, t in stack if r < rank] + [(rank, normalize(line))]
+            # Shown in the document's own script (a Traditional report's 經濟篇); matched normalised.
+            stack = [(r, t) for r, t in stack if r < rank] + [(rank, tidy(line))]
             section = " > ".join(t for _, t in stack)
             builder.add_piece(_Piece(line, start, end, heading=True), section)
             continue
