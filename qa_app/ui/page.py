@@ -370,7 +370,7 @@ def add_document_view(app: FastAPI, assistant: Assistant, path: str = "/") -> No
         info = snap.docs.get(doc)
         if info is None:
             return HTMLResponse(render.document_html("未找到文档", f"没有这个文档：{doc}", "", None, ""), status_code=404)
-        chunks = list(snap.by_doc.get(doc) or [c for c in snap.chunks.values() if c.doc_id == doc])
+        chunks = list(snap.by_doc.get(doc, ()))
         text, where = render.document_text(chunks)
         meta = " · ".join(x for x in (info.date, info.scope.place, info.doc_id) if x)
         return HTMLResponse(render.document_html(info.title, meta, text, where.get(chunk), quote))
