@@ -10,7 +10,7 @@ TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=
 EXTRAS ?= dev
 
-.PHONY: setup browser run test eval clean
+.PHONY: setup browser postgres run test eval clean
 
 setup: $(VENV)/.installed-$(EXTRAS)
 
@@ -34,7 +34,15 @@ browser:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
 	fi
 
-test: setup browser
+# The PostgreSQL catalog's tests start a throw-away server (tests/test_pg_catalog.py): Debian's binaries.
+postgres:
+	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "installing Debian's postgresql"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+test: setup browser postgres
 	$(PY) -m pytest -q -ra
 
 eval: setup

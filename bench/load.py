@@ -12,15 +12,26 @@ and total chunk counts from /v1/documents and /healthz, and, once the server has
 catalog's chunk ids (no duplicates, none lost, none left over from the replaced version) and the
 vector store's ids (the same set). Exit status 0 means zero errors and a clean index.
 
+With ``--servers N`` the API runs as N processes over one index, each with its own data folder
+(as on N machines): the catalog in PostgreSQL and the vectors in a Chroma server, either those
+QA_CATALOG_URL and QA_CHROMA_HOST/QA_CHROMA_PORT name, or with ``--shared`` a throw-away local
+pair (bench/local_servers.py). Clients are spread over the processes in turn, as a round-robin
+proxy would; the writer uploads through the first, and after each upload that changes the index
+the time until every other process lists the new version is recorded (``propagation_ms``).
+Every process must serve the same documents at the end.
+
     python bench/load.py                                   # fresh index over seeds/, 16 clients, 60 s
     python bench/load.py --clients 16 --duration 60 --json load.json
     python bench/load.py --data-dir /tmp/qa_eval           # an existing index; the upload is removed after
     python bench/load.py --source seeds/002_e90ef962574c94e8.txt --embedder hash --duration 10
+    python bench/load.py --shared --servers 2              # two API processes, PostgreSQL + Chroma server
+    python bench/load.py --shared --servers 1              # the same storage, one process (to compare)
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import hashlib
 import json
 import os
@@ -183,12 +194,34 @@ def generated_report(run_id: str, version: int) -> bytes:
 # --- clients -----------------------------------------------------------------------------------
 @dataclass
 class Plan:
-    base_url: str
+    base_urls: list[str]  # the API processes; client n talks to base_urls[n % len]
     questions: list[str]
     start: float
     duration: float
     upload_name: str
     versions: dict[int, bytes]
+    version_chunks: dict[int, int] = field(default_factory=dict)  # chunks of each version, once indexed
+
+    @property
+    def base_url(self) -> str:
+        return self.base_urls[0]
+
+
+def wait_propagated(urls: list[str], name: str, chunks: int, timeout: float = 60.0) -> float | None:
+    """Milliseconds until every one of ``urls`` lists ``name`` with ``chunks`` chunks (None: not within ``timeout``)."""
+    t0 = time.perf_counter()
+    pending = list(urls)
+    while pending and time.perf_counter() - t0 < timeout:
+        for url in list(pending):
+            try:
+                docs = httpx.get(f"{url}/v1/documents", timeout=30).raise_for_status().json()["documents"]
+            except (httpx.HTTPError, ValueError, KeyError):
+                continue
+            if any(d["doc_id"] == name and d["chunks"] == chunks for d in docs):
+                pending.remove(url)
+        if pending:
+            time.sleep(0.02)
+    return None if pending else (time.perf_counter() - t0) * 1000
 
 
 def reader_step(client: httpx.Client, rng: random.Random, plan: Plan, rec: Recorder) -> None:
@@ -208,14 +241,19 @@ def run_client(n: int, plan: Plan, rec: Recorder, seed: int) -> None:
     rng = random.Random(seed * 1000 + n)
     todo = list(UPLOAD_PLAN) if n == 0 else []
     deadline = plan.start + plan.duration
-    with httpx.Client(base_url=plan.base_url, timeout=120) as client:
+    with httpx.Client(base_url=plan.base_urls[n % len(plan.base_urls)], timeout=120) as client:
         while time.monotonic() < deadline or todo:
             now = time.monotonic()
             if todo and now >= min(plan.start + todo[0][0] * plan.duration, deadline):
                 _, version, expect = todo.pop(0)
                 t = now - plan.start
                 body = rec.call("upload", lambda: upload(client, plan.upload_name, plan.versions[version], expect))
-                rec.uploads.append({"at_s": round(t, 2), "version": version, "expect": expect, "ok": body is not None})
+                entry = {"at_s": round(t, 2), "version": version, "expect": expect, "ok": body is not None}
+                if body is not None and expect != "unchanged" and len(plan.base_urls) > 1:
+                    # How long the other processes take to serve what this one just indexed.
+                    entry["propagation_ms"] = wait_propagated(plan.base_urls[1:], plan.upload_name,
+                                                              plan.version_chunks[version])
+                rec.uploads.append(entry)
                 continue
             reader_step(client, rng, plan, rec)
 
@@ -267,14 +305,15 @@ def serve(data_dir: Path, port: int, embedder: str, sources: list[Path]) -> None
 class Server:
     """The API in a child process, so the clients' threads do not share its interpreter."""
 
-    def __init__(self, data_dir: Path, embedder: str, sources: list[Path], log_path: Path):
+    def __init__(self, data_dir: Path, embedder: str, sources: list[Path], log_path: Path,
+                 env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-only", "--data-dir", str(data_dir),
                "--port", str(self.port), "--embedder", embedder]
         cmd += [arg for s in sources for arg in ("--source", str(s))]
-        env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+        env = {**os.environ, "ANONYMIZED_TELEMETRY": "False", **(env or {})}
         self.log = log_path.open("wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
 
@@ -322,10 +361,11 @@ def prepared_ids(files: list[Path], settings) -> dict[str, list[str]]:
 
 
 def catalog_ids(data_dir: Path) -> dict[str, list[str]]:
-    """Chunk ids per document from the catalog alone (SQLite: safe beside another process)."""
-    from qa_app.index.catalog import Catalog
+    """Chunk ids per document from the catalog alone (safe beside another process)."""
+    from qa_app.index.catalog_api import catalog_class
 
-    catalog = Catalog(Path(data_dir).resolve() / "catalog.sqlite")
+    settings = server_settings(data_dir)
+    catalog = catalog_class(settings).open(settings, Path(data_dir).resolve(), read_only=True)
     try:
         return {d.doc_id: catalog.chunk_ids(d.doc_id) for d in catalog.documents()}
     finally:
@@ -417,6 +457,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--ready-timeout", type=float, default=900.0, help="seconds to wait for the server (ingest included)")
     ap.add_argument("--keep", action="store_true", help="keep the fresh index and the server log (with --data-dir: the uploaded report)")
     ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--servers", type=int, default=1,
+                    help="API processes over one index (more than 1 needs a shared catalog and vector store)")
+    ap.add_argument("--shared", action="store_true",
+                    help="catalog in a throw-away local PostgreSQL and vectors in a local Chroma server")
+    ap.add_argument("--refresh", type=float, help="QA_INDEX_REFRESH_S for the API processes (default: the setting's)")
     ap.add_argument("--serve-only", action="store_true",
                     help="only index --source into --data-dir and serve the API on --port (what the child runs)")
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -440,23 +485,39 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
     name = f"load_report_{run_id}.txt"
     versions = {1: generated_report(run_id, 1), 2: generated_report(run_id, 2)}
-
-    server = Server(data_dir, args.embedder, sources, work / "server.log")
-    try:
-        ready_s = server.wait_ready(args.ready_timeout)
-        # One request of each kind first, so the clock does not time jieba's and the model's first use.
-        with httpx.Client(base_url=server.url, timeout=300) as c:
-            ask(c, "2023年海淀区地区生产总值增长了多少？")
-            search(c, "家庭医生")
-        plan = Plan(server.url, questions, time.monotonic(), args.duration, name, versions)
-        rec, wall = drive(plan, args.clients, args.seed)
-        staged = work / "expected" / name
+    staged_ids = {}
+    for version, data in versions.items():
+        staged = work / f"expected-v{version}" / name
         staged.parent.mkdir(parents=True, exist_ok=True)
-        staged.write_bytes(versions[2])
-        expected = {**before, **prepared_ids([staged], settings)}
-        problems = check_http(server.url, expected)
+        staged.write_bytes(data)
+        staged_ids[version] = prepared_ids([staged], settings)
+
+    # The first process indexes the sources; the others (own data folders, as on other machines)
+    # start once it has, and find the index through the shared catalog.
+    servers = [Server(data_dir, args.embedder, sources, work / "server.log")]
+    try:
+        ready_s = servers[0].wait_ready(args.ready_timeout)
+        servers += [Server(work / f"data-{i}", args.embedder, [], work / f"server-{i}.log") for i in range(1, args.servers)]
+        for server in servers[1:]:
+            server.wait_ready(args.ready_timeout)
+        # One request of each kind first, so the clock does not time jieba's and the model's first use.
+        for server in servers:
+            with httpx.Client(base_url=server.url, timeout=300) as c:
+                ask(c, "2023年海淀区地区生产总值增长了多少？")
+                search(c, "家庭医生")
+        plan = Plan([s.url for s in servers], questions, time.monotonic(), args.duration, name, versions,
+                    {v: len(ids[name]) for v, ids in staged_ids.items()})
+        rec, wall = drive(plan, args.clients, args.seed)
+        expected = {**before, **staged_ids[2]}
+        problems = []
+        for i, server in enumerate(servers):
+            if i:  # the others see the last upload within their refresh interval
+                wait_propagated([server.url], name, len(staged_ids[2][name]))
+            found = check_http(server.url, expected)
+            problems += [f"API process {i + 1}: {p}" if len(servers) > 1 else p for p in found]
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
     store_problems, counts = check_store(data_dir, args.embedder, expected)
     problems += store_problems
     if not fresh and not args.keep:
@@ -465,7 +526,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {
         "config": {"clients": args.clients, "duration_s": args.duration, "embedder": args.embedder,
                    "data_dir": str(data_dir) if not fresh else None, "sources": [str(s) for s in sources],
-                   "questions": str(args.questions), "seed": args.seed},
+                   "questions": str(args.questions), "seed": args.seed, "servers": args.servers,
+                   **storage_description(settings)},
         "machine": machine_info(),
         "server_ready_s": ready_s,
         "wall_s": wall,
@@ -477,6 +539,40 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     }
 
 
+def storage_description(settings) -> dict[str, Any]:
+    from qa_app.index.catalog_api import catalog_class
+
+    data_dir = settings.resolved_data_dir()
+    return {"catalog": catalog_class(settings).location(settings, data_dir),
+            "vector_store": f"chroma server {settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host
+            else "embedded chroma", "index_refresh_s": settings.index_refresh_s}
+
+
+@contextlib.contextmanager
+def storage_env(args: argparse.Namespace):
+    """The QA_* variables that put the catalog and the vectors where every API process reaches
+    them: a throw-away local PostgreSQL and Chroma server with ``--shared``, else the caller's
+    own. Restored afterwards (the bench also runs inside the test suite)."""
+    saved = dict(os.environ)
+    try:
+        with contextlib.ExitStack() as stack:
+            if args.shared:
+                from local_servers import local_chroma, local_postgres
+
+                os.environ["QA_CATALOG_URL"] = stack.enter_context(local_postgres())
+                os.environ["QA_CHROMA_HOST"] = "127.0.0.1"
+                os.environ["QA_CHROMA_PORT"] = str(stack.enter_context(local_chroma()))
+            if args.refresh is not None:
+                os.environ["QA_INDEX_REFRESH_S"] = str(args.refresh)
+            if args.servers > 1 and not (os.environ.get("QA_CATALOG_URL") and os.environ.get("QA_CHROMA_HOST")):
+                raise SystemExit(f"--servers {args.servers} needs one index every process reaches: --shared, or "
+                                 "QA_CATALOG_URL (PostgreSQL) and QA_CHROMA_HOST/QA_CHROMA_PORT (a Chroma server)")
+            yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve_only:
@@ -484,16 +580,27 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("--serve-only needs --data-dir and --port")
         serve(args.data_dir, args.port, args.embedder, args.source or [])
         return 0
+    if args.servers < 1:
+        raise SystemExit("--servers must be at least 1")
     work = Path(tempfile.mkdtemp(prefix="qa_load_"))
     try:
-        result = run(args, work)
+        with storage_env(args):
+            result = run(args, work)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"{args.clients} clients, {result['wall_s']:.1f} s (server ready after {result['server_ready_s']:.1f} s)\n")
+    config = result["config"]
+    print(f"{args.clients} clients over {args.servers} API process(es), {result['wall_s']:.1f} s "
+          f"(first server ready after {result['server_ready_s']:.1f} s); catalog {config['catalog']}, "
+          f"{config['vector_store']}\n")
     print(table(result["operations"]))
     ft = result["chat_first_token_ms"]
     print(f"\nchat_stream first token: p50 {ft['p50']:.1f} ms, p95 {ft['p95']:.1f} ms")
+    spread = [u["propagation_ms"] for u in result["uploads"] if "propagation_ms" in u]
+    if spread:
+        shown = ", ".join("not within 60 s" if ms is None else f"{ms:.0f} ms" for ms in spread)
+        print(f"an upload through process 1 served by every other process after: {shown} "
+              f"(index_refresh_s {config['index_refresh_s']})")
     integrity = result["integrity"]
     print(f"integrity: {'ok' if integrity['ok'] else 'FAILED'} — {integrity['documents']} documents, "
           f"{integrity['catalog_chunks']} chunks ({integrity['unique_ids']} unique ids, {integrity['vectors']} vectors; "

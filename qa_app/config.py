@@ -95,6 +95,16 @@ class Settings(BaseSettings):
     # 192 vs 256 on the seeds: ingest 24.0 s vs 30.3 s, dev+holdout MRR 0.928 vs 0.927.
     embedding_max_chars: int = 192
 
+    # Where the catalog (documents, chunks, tokens, embedding cache, change log) lives: empty is
+    # SQLite in data_dir; postgresql://user@host:port/db puts it in PostgreSQL, so API processes on
+    # several machines (with Chroma in server mode) serve one index (qa_app/index/catalog_api.py).
+    # The password is best left to ~/.pgpass or PGPASSWORD; one given here is never shown.
+    catalog_url: SecretStr | None = None
+    # With a server catalog, how often (seconds) a process asks it whether the index changed: a
+    # write through another process is answered here within this bound, and a question does not
+    # pay a round trip each. A write through this process is seen at once. SQLite is always asked.
+    index_refresh_s: float = Field(default=1.0, ge=0)
+
     # Where the vectors live: "chroma" (qa_app/index/vector_store.py), or a plugin's store
     # registered under the qa_app.vector_stores entry point group.
     vector_store: str = "chroma"
@@ -232,6 +242,18 @@ class Settings(BaseSettings):
     def _no_pack(cls, value):
         # "QA_LEXICON=" means no pack, not the current folder (which ingest would then skip whole).
         return None if value is None or (isinstance(value, str) and not value.strip()) else value
+
+    @field_validator("catalog_url", mode="before")
+    @classmethod
+    def _catalog_url(cls, value):
+        # "QA_CATALOG_URL=" means the SQLite file in data_dir; a scheme no backend has is an error now,
+        # not at the first query (catalog_api.CATALOGS names the backends).
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        from qa_app.index.catalog_api import check_catalog_url
+
+        check_catalog_url(value.get_secret_value() if isinstance(value, SecretStr) else str(value))
+        return value
 
     @field_validator("embedding_base_url", mode="before")
     @classmethod

@@ -8,8 +8,10 @@ CATALOG_FILE = "catalog.sqlite"
 
 
 def index_exists(settings) -> bool:
-    """Whether anything was ever indexed in the settings' data folder."""
-    return (settings.resolved_data_dir() / CATALOG_FILE).is_file()
+    """Whether anything was ever indexed in the settings' data folder (or the server catalog it names)."""
+    from qa_app.index.catalog_api import catalog_class
+
+    return catalog_class(settings).exists(settings, settings.resolved_data_dir())
 
 
 def empty_index_message(data_dir: Path) -> str:

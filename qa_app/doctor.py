@@ -1,7 +1,7 @@
 """``qa-app doctor``: check that the index agrees with itself and with its source files, and repair it.
 
-The catalog (SQLite) is the source of truth. The checks look for what a crash, a disk
-problem or a hand edit could leave behind:
+The catalog (SQLite in the data folder, or PostgreSQL: ``QA_CATALOG_URL``) is the source of
+truth. The checks look for what a crash, a disk problem or a hand edit could leave behind:
 - a writer running now, a lock left by a killed writer, a write that never finished;
 - a catalog that cannot be opened (not SQLite, cut short, emptied while vectors remain) or
   whose pages fail SQLite's own check; a data folder this process may not write to;
@@ -17,7 +17,10 @@ aside (``catalog.sqlite.damaged-<time>``) and rebuilt from the source files, a d
 Chroma store moved aside and rebuilt from the catalog, upload leftovers swept, orphan vectors
 deleted, missing vectors restored (from the embedding cache, else re-embedded), token lists
 re-tokenised, changed files re-ingested. A document whose file is gone stays indexed (it is
-reported; ``qa-app delete`` removes it). Nothing damaged is deleted.
+reported; ``qa-app delete`` removes it). Nothing damaged is deleted. With the catalog on a
+PostgreSQL server, the file checks (SQLite's page check, a lost or damaged file moved aside and
+rebuilt) are the server's to do: the rest is checked alike, and a server that cannot be reached
+is a finding naming it.
 
 No check lets a storage failure escape as a traceback: a ``StorageError`` becomes a finding.
 """
@@ -31,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qa_app.data_folder import CATALOG_FILE
+from qa_app.index.catalog_api import catalog_class
 from qa_app.text import bilingual
 from qa_app.index.bm25 import BM25Index
 from qa_app.index.errors import DAMAGED, READ_ONLY, StorageError, read_only
@@ -93,6 +97,7 @@ class DoctorReport:
     repaired: bool = False
     remaining: list[Finding] = field(default_factory=list)  # after repair: what is still wrong
     notes: list[str] = field(default_factory=list)  # what the repair did
+    catalog: str | None = None  # where a server catalog is (None: the SQLite file in data_dir)
 
     @property
     def drift(self) -> list[Finding]:
@@ -108,12 +113,14 @@ class DoctorReport:
         return {
             "data_dir": self.data_dir, "documents": self.documents, "chunks": self.chunks, "ok": self.ok,
             "repaired": self.repaired, "found": [f.to_dict() for f in self.found],
-            "remaining": [f.to_dict() for f in self.remaining], "notes": self.notes,
+            "remaining": [f.to_dict() for f in self.remaining], "notes": self.notes, "catalog": self.catalog,
         }
 
     def text(self) -> str:
         lines = [f"索引 {self.data_dir}：{self.documents} 个文档，{self.chunks} 个片段。"
                  f"(Index at {self.data_dir}: {self.documents} documents, {self.chunks} chunks.)"]
+        if self.catalog:
+            lines.append(f"· 索引目录在 {self.catalog}。(The catalog is on {self.catalog}.)")
         marks = {ERROR: "✗", WARNING: "!", INFO: "·"}
         for f in self.found:
             fixed = self.repaired and f.severity == ERROR and not any(r.kind == f.kind for r in self.remaining)
@@ -160,8 +167,12 @@ def check_writer(index: Index) -> list[Finding]:
 
 
 def _check_lock(index: Index) -> list[Finding]:
-    holder = index.writer.holder()
-    if index.writer.is_held_elsewhere():
+    try:
+        holder = index.writer.holder()
+        busy = index.writer.is_held_elsewhere()
+    except StorageError:
+        return []  # a server lock whose server is down: the catalog's finding says so
+    if busy:
         return [Finding("writer_running", INFO, f"a writer is running now: {describe_holder(holder)}; "
                         "differences below may be its work in progress (a repair waits for it)")]
     if holder and not pid_alive(int(holder.get("pid", 0) or 0)):
@@ -441,8 +452,12 @@ def catalog_missing(settings) -> Finding | None:
     it would create one) or an index whose catalog was lost (its vectors or its record of sources
     remain): said without creating anything, and rebuilt by a repair like a damaged one."""
     data_dir = settings.resolved_data_dir()
-    if (data_dir / CATALOG_FILE).is_file():
+    backend = catalog_class(settings)
+    if backend.exists(settings, data_dir):
         return None
+    if backend.remote:  # a server without the tables: nothing was indexed there (opening creates them)
+        return Finding("no_index", INFO, "服务器上的索引目录还是空的，请运行 `qa-app ingest`。"
+                       "(Nothing is indexed in the server catalog yet: run `qa-app ingest`.)")
     folder = store_class(settings.vector_store).local_folder(settings)
     remains = [str(p) for p in (folder, data_dir / SOURCES_FILE) if p is not None and p.exists()]
     if not remains:
@@ -463,7 +478,8 @@ def run_doctor(settings, repair: bool, *, index: Index | None = None) -> DoctorR
         return DoctorReport(str(settings.resolved_data_dir()), 0, 0, [missing])
     index = Index(settings) if index is None else index  # (an Index with no chunks is falsy)
     found = [missing] if missing is not None else _examine(index)
-    report = DoctorReport(str(index.data_dir), *_counts(index), found)
+    report = DoctorReport(str(index.data_dir), *_counts(index), found,
+                          catalog=index.catalog_where() if index.catalog_path is None else None)
     if not repair:
         return report
     blocked = index.unwritable_paths()

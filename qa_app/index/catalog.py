@@ -1,4 +1,5 @@
-"""The catalog: SQLite record of documents, chunks, their tokens, and cached embeddings.
+"""The catalog in SQLite (the default, one file in the data folder): documents, chunks, their
+tokens, and cached embeddings; ``catalog_api.IndexCatalog`` is the contract it follows.
 
 It is the source of truth for what is indexed. Chroma holds the vectors of exactly the
 chunk ids listed here; BM25 is rebuilt from the token lists stored here.
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qa_app.data_folder import CATALOG_FILE
 from qa_app.index.crash import crash_point
 from qa_app.index.errors import (
     UNAVAILABLE,
@@ -36,7 +38,10 @@ from qa_app.index.errors import (
     from_sqlite_error,
     read_only,
 )
+from qa_app.index.lock import WriterLock
 from qa_app.models import Chunk, DocumentInfo, Scope
+
+WRITER_LOCK_FILE = "writer.lock"
 
 _DOC_COLUMNS = "doc_id, title, date, year, kind, script, source_path, sha256, scope"
 
@@ -128,6 +133,28 @@ def open_sqlite_readonly(path: Path, timeout: float = 5.0) -> sqlite3.Connection
     return sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False, isolation_level=None, timeout=timeout)
 
 
+def document_from_row(row) -> DocumentInfo:
+    """A document from its row (``_DOC_COLUMNS`` in order; the scope as JSON)."""
+    try:
+        scope = Scope.from_dict(json.loads(row[8])) if row[8] else Scope()
+    except (TypeError, ValueError, KeyError, IndexError):
+        scope = Scope()  # unreadable scope: the document stays usable, unscoped
+    return DocumentInfo(*row[:8], scope=scope)
+
+
+def unreadable_token_ids(rows: Iterable[tuple[str, str]]) -> list[str]:
+    """The chunk ids of (chunk id, stored token list) rows whose list does not parse."""
+    bad = []
+    for cid, raw in rows:
+        try:
+            ok = isinstance(json.loads(raw), list)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            bad.append(cid)
+    return bad
+
+
 def _guarded(method):
     """SQLite failures about the file become StorageErrors naming it; the rest stay as they are."""
 
@@ -150,6 +177,34 @@ class Catalog:
     ``has_vectors`` (optional) tells whether the vector store holds vectors: a catalog file
     without tables is then a catalog whose content was lost, not a new, empty index.
     """
+
+    remote = False  # a local file: asking its version costs microseconds, so it is asked every time
+
+    @classmethod
+    def open(cls, settings, data_dir: Path, *, read_only: bool,
+             has_vectors: Callable[[], bool] | None = None) -> "Catalog":
+        return cls(data_dir / CATALOG_FILE, read_only=read_only, has_vectors=has_vectors)
+
+    @classmethod
+    def local_files(cls, settings, data_dir: Path) -> list[Path]:
+        path = data_dir / CATALOG_FILE
+        return [path, *sidecars(path)[:2], data_dir / WRITER_LOCK_FILE]
+
+    @classmethod
+    def writer_lock(cls, settings, data_dir: Path) -> WriterLock:
+        # A file lock: it excludes writers on this machine, which are the only ones that reach the file.
+        return WriterLock(data_dir / WRITER_LOCK_FILE)
+
+    @classmethod
+    def exists(cls, settings, data_dir: Path) -> bool:
+        return (data_dir / CATALOG_FILE).is_file()
+
+    @classmethod
+    def location(cls, settings, data_dir: Path) -> str:
+        return str(data_dir / CATALOG_FILE)
+
+    def where(self) -> str:
+        return str(self.path)
 
     def __init__(self, path: Path, *, read_only: bool | None = None, has_vectors: Callable[[], bool] | None = None):
         self.path = path
@@ -240,13 +295,7 @@ class Catalog:
             raise read_only(self.path.parent, f"{self.path.name} is open read-only")
 
     # --- documents -------------------------------------------------------------------
-    @staticmethod
-    def _doc(row) -> DocumentInfo:
-        try:
-            scope = Scope.from_dict(json.loads(row[8])) if row[8] else Scope()
-        except (TypeError, ValueError, KeyError, IndexError):
-            scope = Scope()  # unreadable scope: the document stays usable, unscoped
-        return DocumentInfo(*row[:8], scope=scope)
+    _doc = staticmethod(document_from_row)
 
     def documents(self) -> list[DocumentInfo]:
         rows = self.db.execute(f"SELECT {self._doc_columns} FROM documents ORDER BY doc_id").fetchall()
@@ -352,15 +401,7 @@ class Catalog:
 
     def unreadable_tokens(self) -> list[str]:
         """Chunk ids whose stored token list does not parse (BM25 could not be rebuilt from them)."""
-        bad = []
-        for cid, raw in self.db.execute("SELECT chunk_id, tokens FROM chunks"):
-            try:
-                ok = isinstance(json.loads(raw), list)
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                bad.append(cid)
-        return bad
+        return unreadable_token_ids(self.db.execute("SELECT chunk_id, tokens FROM chunks"))
 
     def set_tokens(self, tokens_by_id: dict[str, list[str]]) -> None:
         with self._transaction() as touched:

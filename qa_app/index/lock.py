@@ -1,5 +1,8 @@
 """The writer lock: one writer at a time per data folder, across processes and threads.
 
+This is the SQLite catalog's lock (a file, for the writers of one machine); a PostgreSQL
+catalog's writers, on any machine, are kept apart by ``pg_lock.PgWriterLock`` instead.
+
 Every write to the index (ingest, delete, doctor --repair) holds an advisory ``fcntl.flock``
 on ``<data dir>/writer.lock``. The kernel drops the lock when its holder dies, even on
 SIGKILL, so a crashed writer can never wedge the index; the pid and purpose written into
@@ -42,22 +45,66 @@ def pid_alive(pid: int) -> bool:
 def describe_holder(info: dict) -> str:
     if not info:
         return "another writer"
-    return f"{info.get('purpose', 'a writer')} (pid {info.get('pid', '?')}, since {info.get('since', '?')})"
+    # A writer on another machine (a PostgreSQL catalog's lock, pg_lock.py) is named with its host.
+    host = f" on {info['host']}" if info.get("host") else ""
+    return f"{info.get('purpose', 'a writer')} (pid {info.get('pid', '?')}{host}, since {info.get('since', '?')})"
 
 
-class WriterLock:
-    """Re-entrant within a thread, exclusive between threads and processes."""
+class ReentrantWriterLock:
+    """Re-entrant within a thread, exclusive between threads; between processes, the subclass's
+    ``_take`` (which returns the handle that keeps the lock) and ``_release``. ``name`` says
+    where the index is, for messages."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    name: str
+
+    def __init__(self):
         self._threads = threading.RLock()
         self._depth = 0
-        self._fd: int | None = None
 
     @property
     def held_here(self) -> bool:
         """True inside a hold() of this lock object (this process is the writer)."""
         return self._depth > 0
+
+    @contextmanager
+    def hold(
+        self, purpose: str, on_wait: Callable[[str], None], timeout: float | None = None
+    ) -> Iterator[bool]:
+        """Hold the lock for a block; yields True in the outermost hold (the one that took it)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._threads.acquire(blocking=False):
+            on_wait(f"waiting for another thread writing to {self.name} …")
+            if not self._threads.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
+                raise IndexBusyError(f"the index at {self.name} stayed busy for {timeout:.0f}s")
+        try:
+            outermost = self._depth == 0
+            if outermost:
+                self._take(purpose, on_wait, deadline)
+            self._depth += 1
+            try:
+                yield outermost
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._release()
+        finally:
+            self._threads.release()
+
+    def _take(self, purpose: str, on_wait: Callable[[str], None], deadline: float | None) -> None:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        raise NotImplementedError
+
+
+class WriterLock(ReentrantWriterLock):
+    """Re-entrant within a thread, exclusive between threads and processes (a file lock)."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+        self.name = str(path.parent)
+        self._fd: int | None = None
 
     def holder(self) -> dict:
         """Who the lock file says holds (or last held) the lock; {} when nobody wrote it."""
@@ -88,29 +135,8 @@ class WriterLock:
             os.close(fd)  # closing drops our probe lock
         return False
 
-    @contextmanager
-    def hold(
-        self, purpose: str, on_wait: Callable[[str], None], timeout: float | None = None
-    ) -> Iterator[bool]:
-        """Hold the lock for a block; yields True in the outermost hold (the one that took it)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._threads.acquire(blocking=False):
-            on_wait(f"waiting for another thread writing to {self.path.parent} …")
-            if not self._threads.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
-                raise IndexBusyError(f"the index at {self.path.parent} stayed busy for {timeout:.0f}s")
-        try:
-            outermost = self._depth == 0
-            if outermost:
-                self._fd = self._take_file(purpose, on_wait, deadline)
-            self._depth += 1
-            try:
-                yield outermost
-            finally:
-                self._depth -= 1
-                if self._depth == 0:
-                    self._release_file()
-        finally:
-            self._threads.release()
+    def _take(self, purpose: str, on_wait: Callable[[str], None], deadline: float | None) -> None:
+        self._fd = self._take_file(purpose, on_wait, deadline)
 
     def _take_file(self, purpose: str, on_wait: Callable[[str], None], deadline: float | None) -> int:
         try:
@@ -142,7 +168,7 @@ class WriterLock:
             raise from_os_error(exc, self.path, self.path.parent) from exc
         return fd
 
-    def _release_file(self) -> None:
+    def _release(self) -> None:
         fd, self._fd = self._fd, None
         if fd is None:
             return

@@ -1,5 +1,12 @@
 """The index: catalog + Chroma + BM25 kept in step, behind one object.
 
+The catalog is SQLite in the data folder, or PostgreSQL (``QA_CATALOG_URL``; the backends are
+listed in ``catalog_api.py``), whose writer lock then excludes writers on every machine. With the
+catalog on a server and Chroma in server mode, any number of processes serve one index: each
+keeps its own in-memory view current from the catalog's change log, asking the server for its
+version at most every ``index_refresh_s`` (its own writes at once), and answers from the view it
+has while the server cannot be reached.
+
 Writes go catalog-last: vectors are upserted first, then the catalog swaps the chunk list
 in one transaction, then stale vectors are deleted. Readers only trust chunk ids the
 catalog lists, so a crash between steps leaves extra vectors, never missing ones. BM25 is
@@ -43,12 +50,12 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from qa_app.index.bm25 import BM25Index
-from qa_app.index.catalog import Catalog, can_write, sidecars
+from qa_app.index.catalog import can_write
+from qa_app.index.catalog_api import IndexCatalog, catalog_class
 from qa_app.index.crash import crash_point
 from qa_app.data_folder import CATALOG_FILE
 from qa_app.index.embeddings import embedder_name, make_embeddings, stored_name
 from qa_app.index.errors import DAMAGED, READ_ONLY, StorageError, read_only
-from qa_app.index.lock import WriterLock
 from qa_app.index.recovery import move_aside, write_sources
 from qa_app.index.sentences import SentenceVectors, mean_vector, units
 from qa_app.index.vector_store import (
@@ -184,15 +191,20 @@ class Index:
     def __init__(self, settings, embeddings: Embeddings | None = None):
         self.settings = settings
         self.data_dir = Path(settings.resolved_data_dir())
-        self.catalog_path = self.data_dir / CATALOG_FILE
+        # SQLite in the data folder, or a server (QA_CATALOG_URL) shared with other processes.
+        self._catalog_class = catalog_class(settings)
+        self.catalog_path: Path | None = None if self._catalog_class.remote else self.data_dir / CATALOG_FILE
         self._embeddings = embeddings
         self._store_class = store_class(settings.vector_store)
         self._store: VectorStore | None = None
         self._store_error: StorageError | None = None  # why the vector store could not be used, last time
-        self._catalog: Catalog | None = None
+        self._catalog: IndexCatalog | None = None
         self._catalog_error: StorageError | None = None
         self._lock = threading.RLock()
         self._snap: Snapshot | None = None
+        self._version_fresh_until = 0.0  # a server catalog's version is asked again after this (monotonic)
+        # Why a server catalog could not be asked, while answers come from the last view (None: it could).
+        self._catalog_unreachable: StorageError | None = None
         self._sentences: tuple[int, SentenceVectors] | None = None
         # Each document's (chunk id, unit, cache key) triples, by the chunk tuple they were read from.
         self._doc_units: dict[str, tuple[tuple[Chunk, ...], list[tuple[str, str, str]]]] = {}
@@ -200,7 +212,7 @@ class Index:
         self._write_depth = 0  # writing() blocks open in the thread holding the writer lock
         self._sources: dict[str, str] | None = None  # what sources.json says, as last written here
         self.moved_aside: list[Path] = []  # damaged files this object moved aside (for the repair's report)
-        self.writer = WriterLock(self.data_dir / "writer.lock")
+        self.writer = self._catalog_class.writer_lock(settings, self.data_dir)
         try:
             self._catalog = self._open_catalog()
         except StorageError:
@@ -208,7 +220,7 @@ class Index:
 
     # --- storage: opening, checking, read-only ---------------------------------------------------
     @property
-    def catalog(self) -> Catalog:
+    def catalog(self) -> IndexCatalog:
         """The catalog; a StorageError when it cannot be opened (tried again at each use)."""
         cat = self._catalog
         if cat is not None:
@@ -218,23 +230,29 @@ class Index:
                 self._catalog = self._open_catalog()
             return self._catalog
 
-    def _open_catalog(self) -> Catalog:
+    def _open_catalog(self) -> IndexCatalog:
         try:
-            cat = Catalog(self.catalog_path, read_only=bool(self.unwritable_paths()), has_vectors=self._vectors_on_disk)
+            cat = self._catalog_class.open(self.settings, self.data_dir, read_only=bool(self.unwritable_paths()),
+                                           has_vectors=self._vectors_on_disk)
         except StorageError as exc:
             self._catalog_error = exc
             raise
         self._catalog_error = None
         self._snap, self._sentences, self._from_cache = None, None, None
         self._doc_units = {}
+        self._version_fresh_until = 0.0
         return cat
+
+    def catalog_where(self) -> str:
+        """Where the catalog is, for messages: its file, or its server (without the password)."""
+        return self._catalog_class.location(self.settings, self.data_dir)
 
     def _vectors_on_disk(self) -> bool:
         return self._store_class.holds_vectors(self.settings)
 
     def unwritable_paths(self) -> list[Path]:
         """The index's files and folders this process may not change (a few access() calls)."""
-        paths = [self.data_dir, self.catalog_path, *sidecars(self.catalog_path)[:2], self.writer.path]
+        paths = [self.data_dir, *self._catalog_class.local_files(self.settings, self.data_dir)]
         folder = self._store_class.local_folder(self.settings)
         if folder is not None:
             paths += [folder, *folder.glob("*.sqlite3")]
@@ -269,7 +287,12 @@ class Index:
         except StorageError as exc:
             return {"status": "degraded", "reason": exc.message, "writable": False, "queries": False}
         reasons = []
-        writable = self.writable
+        unreachable = self._catalog_unreachable
+        writable = self.writable and unreachable is None
+        if unreachable is not None:
+            reasons.append(f"{unreachable.message} 问答使用索引的最近版本（{self._snap.version if self._snap else 0}）。"
+                           f"(Answers come from the index as last seen, version "
+                           f"{self._snap.version if self._snap else 0}, until the catalog is back.)")
         if not writable:
             blocked = self.unwritable_paths()
             reasons.append(read_only(self.data_dir, f"cannot write {blocked[0]}" if blocked else "").message)
@@ -303,6 +326,11 @@ class Index:
         """
         if not self.writer.held_here:
             raise RuntimeError("replace_catalog() needs the writer lock")
+        if self.catalog_path is None:
+            raise StorageError(
+                f"索引目录在服务器上（{self.catalog.where()}），不能移到一旁重建：请用服务器的备份恢复，或清空后重新导入。"
+                f"(The catalog is on a server ({self.catalog.where()}) and is not moved aside and rebuilt here: "
+                "restore it from the server's backups, or empty it and ingest again.)")
         with self._lock:
             old, self._catalog = self._catalog, None
             if old is not None:
@@ -385,7 +413,7 @@ class Index:
         """The current view: when the catalog changed, the previous view with the changed
         documents reloaded (everything, when the change log cannot say which changed)."""
         catalog = self.catalog
-        version = catalog.version()
+        version = self._catalog_version(catalog)
         snap = self._snap
         if snap is not None and snap.version == version:
             return snap
@@ -405,7 +433,32 @@ class Index:
                 self._snap = snap.updated(version, docs, *catalog.document_chunks(changed))
             return self._snap
 
-    def _first_snapshot(self, catalog: Catalog, version: int) -> Snapshot:
+    def _catalog_version(self, catalog: IndexCatalog) -> int:
+        """The catalog's version, asked every time of a local file; of a server, at most every
+        ``index_refresh_s`` (a write through another process shows here within that bound; one
+        through this process at once, since ``writing()`` ends by asking again)."""
+        snap = self._snap
+        interval = self.settings.index_refresh_s if catalog.remote else 0.0
+        now = time.monotonic()
+        if snap is not None and interval > 0 and now < self._version_fresh_until:
+            return snap.version
+        try:
+            version = catalog.version()
+        except StorageError as exc:
+            # A server catalog that cannot be reached: the view already built still answers (it and
+            # the vectors are all a question needs), until the server is back; health() says so.
+            if not catalog.remote or snap is None or exc.kind == DAMAGED:
+                raise
+            if self._catalog_unreachable is None:
+                log.warning("answering from the index as of version %s: %s", snap.version, exc.message)
+            self._catalog_unreachable = exc
+            self._version_fresh_until = now + interval
+            return snap.version
+        self._catalog_unreachable = None
+        self._version_fresh_until = now + interval
+        return version
+
+    def _first_snapshot(self, catalog: IndexCatalog, version: int) -> Snapshot:
         """This process's first view: from the BM25 file an earlier one saved, when it was built
         from this catalog and the change log brings it up to date (parsing every token list is
         most of a whole build); else built whole. Saved again when it is not the catalog's now."""
@@ -557,6 +610,7 @@ class Index:
                 self._record_sources()
             finally:
                 self._write_depth = 0
+                self._version_fresh_until = 0.0  # this process's readers see its write at once
 
     def _record_sources(self) -> None:
         """Keep sources.json (doc id -> source file) in step with the catalog, for a rebuild after
