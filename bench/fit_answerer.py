@@ -87,36 +87,67 @@ def _recording_assistant(data_dir: str):
     return rec, Assistant(settings, index=Index(settings), generator=rec)
 
 
-def dump_eval(spec: str, out) -> None:
+def _withheld(record: dict) -> dict:
+    """A record of a question asked with its evidence withheld: answerable only if some other
+    candidate still holds the answer (the labels say), and right when it is refused otherwise."""
+    holds = any(any(call["labels"]) for call in record["calls"])
+    # The question's own half: a report-half question never reaches the fit, withheld or not.
+    return {**record, "set": record["set"] + WITHHELD,
+            "answerable": holds, "correct": record["correct"] if holds else record["refused"]}
+
+
+# A set's questions asked again with the passages that answer them withheld (qa_app/eval/withheld.py,
+# as `qa-app eval --withhold-evidence`): the nearest passages that remain (the same report's
+# neighbouring figures, the article's other paragraphs) are what an unanswerable question meets,
+# in numbers no hand-written set reaches.
+WITHHELD = "-withheld"
+
+
+def dump_eval(spec: str, out, withhold: bool = False) -> None:
     from qa_app.eval.metrics import answer_correct
     from qa_app.eval.sets import load_eval_set
+    from qa_app.eval.withheld import evidence_chunks
+    from qa_app.index.hybrid import Filters
 
     path, _, data_dir = spec.partition(":")
     rec, assistant = _recording_assistant(data_dir)
     name = Path(path).name
+    chunks, forms = list(assistant.index.snapshot().chunks.values()), {}
     for item in load_eval_set(Path(path)):
-        answer = assistant.ask(item.question)
+        filters = None
+        if withhold:
+            hide = evidence_chunks(item, chunks, forms) if item.answerable and item.evidence else frozenset()
+            if not hide:
+                continue
+            filters = Filters(without_chunks=hide)
+        answer = assistant.ask(item.question, filters=filters)
         correct = (not answer.refused) and answer_correct(item, answer.text) if item.answerable else answer.refused
         label = (lambda text, item=item: answer_correct(item, text)) if item.answerable else (lambda text: False)
-        out.write(json.dumps(_record(rec, name, item.id, item.answerable, label, answer.refused, correct)) + "\n")
+        record = _record(rec, name, item.id, item.answerable, label, answer.refused, correct)
+        out.write(json.dumps(_withheld(record) if withhold else record) + "\n")
 
 
-def dump_cmrc(spec: str, out) -> None:
+def dump_cmrc(spec: str, out, withhold: bool = False) -> None:
     from qa_app.eval import cmrc
+    from qa_app.index.hybrid import Filters
     from qa_app.question import QuestionError
 
     path, _, pool = spec.partition(":")
     rec, assistant = _recording_assistant(pool)
     name = Path(path).name
+    snap = assistant.index.snapshot()
     for q in cmrc.load(path).questions:
+        # Withheld: the question's whole paragraph, every chunk of it.
+        hide = frozenset(c.chunk_id for c in snap.by_doc.get(q.doc_id, ())) if withhold else frozenset()
         try:
-            answer = assistant.ask(q.question)
+            answer = assistant.ask(q.question, filters=Filters(without_chunks=hide) if hide else None)
         except QuestionError:
             rec.calls.clear()
             continue
         correct = not answer.refused and cmrc.holds_answer(answer.text, q.answers)
         label = lambda text, q=q: cmrc.holds_answer(text, q.answers)  # noqa: E731
-        out.write(json.dumps(_record(rec, name, q.id, True, label, answer.refused, correct)) + "\n")
+        record = _record(rec, name, q.id, True, label, answer.refused, correct)
+        out.write(json.dumps(_withheld(record) if withhold else record) + "\n")
 
 
 def dump_rgb(rgb_dir: str, out, vectors_dir: str | None = None, rates=(0.4, 1.0)) -> None:
@@ -150,6 +181,21 @@ def load_dumps(paths: list[Path]) -> list[dict]:
         if not r["kind"]:
             r["kind"] = kinds[r["set"]].most_common(1)[0][0] if kinds[r["set"]] else "semantic"
     return records
+
+
+def ablate(records: list[dict], names: list[str]) -> None:
+    """Zero these candidate features (ranker columns and the attributes the decider reads), as
+    if the answerer had never computed them: the model they would give is fitted alongside."""
+    columns = [LEXICAL.index(n) for n in names]
+    for r in records:
+        for call in r["calls"]:
+            for key in ("sem", "lex"):
+                for row in call[key] or ():
+                    for i in columns:
+                        row[i] = 0.0
+            for c in call["cands"]:
+                for n in names:
+                    c[n] = 0.0
 
 
 def key_for(record: dict) -> str:
@@ -350,6 +396,9 @@ def main() -> None:
     d.add_argument("--rgb-vectors", help="an index folder whose embedding cache gives RGB's passages sentence vectors "
                                          "(bench/rgb.py --pool-dir); default: plain passages")
     d.add_argument("--out", type=Path, required=True)
+    d.add_argument("--withhold", action="store_true",
+                   help="ask the --eval and --cmrc questions with the passages that answer them withheld "
+                        "(sets named <set>-withheld): unanswerable questions that meet their nearest neighbours")
     f = sub.add_parser("fit", help="fit on the tune half, report both halves")
     f.add_argument("dumps", type=Path, nargs="+")
     f.add_argument("--l2", type=float, default=0.01, help="L2 penalty on the standardised weights")
@@ -361,17 +410,23 @@ def main() -> None:
     f.add_argument("--out", type=Path, default=BUILTIN)
     f.add_argument("--plot", type=Path, help="draw the curves (PNG), the operating points marked")
     f.add_argument("--dry-run", action="store_true", help="print the table, write nothing")
+    f.add_argument("--measure", type=Path, nargs="*", default=[],
+                   help="dumps replayed in the table but never fitted on (e.g. a --withhold dump)")
+    f.add_argument("--drop", default="", help="candidate features to zero before fitting (comma-separated names "
+                                               "of LEXICAL that are also candidate attributes): an ablation")
     args = ap.parse_args()
     if args.cmd == "dump":
         with args.out.open("w", encoding="utf-8") as out:
             for spec in args.eval:
-                dump_eval(spec, out)
+                dump_eval(spec, out, args.withhold)
             for spec in args.cmrc:
-                dump_cmrc(spec, out)
+                dump_cmrc(spec, out, args.withhold)
             if args.rgb:
                 dump_rgb(args.rgb, out, args.rgb_vectors)
         return
     records = load_dumps(args.dumps)
+    if args.drop:
+        ablate(records, args.drop.split(","))
     tune = [r for r in records if r["half"] == "tune"]
     rankers, deciders = {}, {}
     for kind in ("semantic", "lexical"):
@@ -388,11 +443,17 @@ def main() -> None:
     model = SentenceModel(rankers, deciders, {"semantic": 0.5, "lexical": 0.5}, "tune halves of " + ", ".join(sets))
     curves = {}
     for kind, min_refused in (("semantic", args.min_refused), ("lexical", args.min_refused_lexical)):
-        curves[kind] = curve([r for r in tune if key_for(r) == kind] or tune, model, kind)
+        # The operating point is chosen on the questions people wrote (the issue's targets are
+        # theirs); withheld questions teach the decider, they do not set the bar.
+        written = [r for r in tune if not r["set"].endswith(WITHHELD)]
+        curves[kind] = curve([r for r in written if key_for(r) == kind] or written, model, kind)
         model = replace(model, thresholds={**model.thresholds, kind: operating_point(curves[kind], min_refused)})
     print(f"thresholds {model.thresholds} (tune half; at least {args.min_refused:.0%} / {args.min_refused_lexical:.0%} "
           "of unanswerable items refused)\n")
-    print(table(records, model))
+    measured = load_dumps(args.measure) if args.measure else []
+    if args.drop:
+        ablate(measured, args.drop.split(","))
+    print(table(records + measured, model))
     for kind in rankers:
         print(f"\nranker {kind}: " + ", ".join(f"{n} {w:+.2f}" for n, w in zip(rankers[kind].names, rankers[kind].coef)))
         print(f"decider {kind}: " + ", ".join(f"{n} {w:+.2f}" for n, w in zip(deciders[kind].names, deciders[kind].coef)))

@@ -144,6 +144,13 @@ def report(records: list[dict], model: Linear) -> str:
 
 def fit(args) -> None:
     records = [json.loads(line) for path in args.dumps for line in Path(path).open(encoding="utf-8")]
+    if args.drop:
+        # An ablation: these features zeroed, as if never computed.
+        columns = [fusion.FEATURES.index(n) for n in args.drop.split(",")]
+        for r in records:
+            for row in r["rows"]:
+                for i in columns:
+                    row[i] = 0.0
     model = fit_ranker(records, args.l2)
     print(report(records, model))
     print()
@@ -166,6 +173,7 @@ def main() -> None:
     f.add_argument("dumps", nargs="+")
     f.add_argument("--l2", type=float, default=0.001)
     f.add_argument("--dry-run", action="store_true")
+    f.add_argument("--drop", default="", help="features to zero before fitting (comma-separated): an ablation")
     args = ap.parse_args()
     dump(args) if args.cmd == "dump" else fit(args)
 

@@ -275,6 +275,9 @@ def eval_cmd(
     backend: Optional[str] = typer.Option(None, "--backend", help="Answer generator for this run (overrides QA_GENERATOR); see `qa-app backends`."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, max=64, help="Questions run at once (default: 1 for extractive and transformers, 4 for openai)."),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore results saved by an interrupted run and start over."),
+    withhold: bool = typer.Option(False, "--withhold-evidence", help="Ask each answerable question with the passages "
+                                  "holding its evidence kept out of retrieval; it counts as unanswerable, so 'refused' "
+                                  "is how often the answerer declines to answer from the nearest other passages."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
     """Run Q&A sets through retrieval and the answerer; print recall@k, MRR, accuracy, refusals, latency.
@@ -300,6 +303,13 @@ def eval_cmd(
     assistant = _assistant(settings)
     if len(assistant.index) == 0:
         _fail(bilingual("索引为空：请先运行 `qa-app ingest`。", "the index is empty: run `qa-app ingest` first"))
+    if withhold:
+        from qa_app.eval.withheld import withheld_items
+
+        items, skipped = withheld_items(items, list(assistant.index.snapshot().chunks.values()))
+        typer.echo(bilingual(f"隐去证据：{len(items)} 个可回答的问题各自隐去含证据的段落后提问；{skipped} 项没有可隐去的证据，未运行。",
+                             f"evidence withheld: {len(items)} answerable questions asked with the passages holding "
+                             f"their evidence kept out; {skipped} items had no evidence to withhold and are not run"), err=True)
     workers = workers or DEFAULT_WORKERS.get(settings.generator, 1)
     fingerprint = settings_fingerprint(settings, top_k, assistant.index.documents())
     checkpoint = Checkpoint(checkpoint_path(json_path, report_dir, settings.resolved_data_dir()), fingerprint)
@@ -327,7 +337,8 @@ def eval_cmd(
                         "见各项的 answered_by 和 reasons）。",
                         f"{fallbacks} of {len(results)} answers are not from {settings.generator} "
                         "(fallbacks: see answered_by and reasons in the items)"))
-    document = results_document(results, run_info(settings, top_k=top_k, workers=workers, files=files, fingerprint=fingerprint))
+    document = results_document(results, run_info(settings, top_k=top_k, workers=workers, files=files, fingerprint=fingerprint,
+                                                 withhold_evidence=withhold))
     if document["errors"]:
         shown = [r.error for r in results if r.error][:5]
         more = document["errors"] - len(shown)

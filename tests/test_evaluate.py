@@ -13,6 +13,8 @@ from qa_app.eval.runner import evaluate
 from qa_app.eval.sets import EvalItem, EvalSetError, load_eval_set, load_eval_sets
 from qa_app.models import Answer, Chunk, Citation, DocumentInfo, Passage
 
+from qa_app.text import match_form
+
 from .conftest import DEV_SET, SEEDS
 
 
@@ -184,10 +186,10 @@ class ScriptedAssistant:
     def _passage(self, chunk_id):
         return Passage(self.chunk(chunk_id), DocumentInfo(self.CHUNKS[chunk_id][0], "title"), 1.0)
 
-    def search(self, question, k=None):
+    def search(self, question, k=None, filters=None):
         return [self._passage(c) for c in self.SCRIPT[question][0][:k]]
 
-    def ask(self, question):
+    def ask(self, question, filters=None):
         self.asked.append(question)
         if self.hold_after is not None and len(self.asked) > self.hold_after:
             self.release.wait(10)
@@ -335,11 +337,11 @@ class RaisingAssistant(ScriptedAssistant):
         super().__init__()
         self.raises = raises
 
-    def ask(self, question):
+    def ask(self, question, filters=None):
         if question in self.raises:
             self.asked.append(question)
             raise self.raises[question]
-        return super().ask(question)
+        return super().ask(question, filters)
 
 
 def test_a_run_goes_on_past_bad_items_and_answering_errors(tmp_path):
@@ -439,3 +441,35 @@ def test_eval_command_reports_error_items_and_finishes(seeds_index, tmp_path):
     e3 = next(i for i in doc["items"] if i["id"] == "e3")
     assert "no letters or digits" in e3["error"]  # the answerer's own check, met while running
     assert [i["id"] for i in doc["items"] if not i["error"]] == [json.loads(lines[0])["id"], json.loads(lines[1])["id"]]
+
+
+def test_withheld_evidence_keeps_every_passage_that_holds_it_out_of_the_answer(assistant):
+    """Asked with its evidence withheld, a question meets only other passages: none of them holds
+    a quote of the evidence, it counts as unanswerable, and a refusal is the right outcome."""
+    from qa_app.eval.withheld import CATEGORY, withheld_items
+
+    items = [i for i in load_eval_set(DEV_SET) if i.id in {"d001", "d002", "d003", "d004", "d005", "d016"}]
+    unanswerable = [i for i in load_eval_set(DEV_SET) if not i.answerable][:1]
+    chunks = list(assistant.index.snapshot().chunks.values())
+    withheld, skipped = withheld_items(items + unanswerable, chunks)
+    assert skipped == 1 and len(withheld) == len(items)
+    for before, after in zip(items, withheld):
+        assert after.category == CATEGORY and not after.answerable and not after.evidence and after.withhold
+        quotes = [match_form(e["quote"]) for e in before.evidence]
+        assert all(any(q in match_form(c.text) for q in quotes) for c in chunks if c.chunk_id in after.withhold)
+        assert after.digest() != before.digest()  # never mixed with a plain run's checkpointed result
+    results = evaluate(withheld, assistant, top_k=10, progress=False)
+    for r in results:
+        assert not r.error
+        shown = {p["chunk_id"] for p in r.retrieved} | {c["chunk_id"] for c in r.citations}
+        assert not shown & r.item.withhold
+    summary = summarise(results)
+    assert summary["n"] == len(items) and 0.0 <= summary["refusal_accuracy"] <= 1.0
+
+
+def test_an_item_whose_evidence_is_not_indexed_cannot_be_withheld(assistant):
+    from qa_app.eval.withheld import withheld_items
+
+    item = EvalItem("x1", "GDP增长多少？", ["6%"], [{"doc": "nowhere.txt", "quote": "增长6%"}], "numeric", file="t.jsonl")
+    (out,), skipped = withheld_items([item], list(assistant.index.snapshot().chunks.values()))
+    assert skipped == 0 and "nothing to withhold" in out.error

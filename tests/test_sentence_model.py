@@ -78,9 +78,18 @@ def test_fit_answerer_dumps_fits_and_writes_a_loadable_model(seeds_index, tmp_pa
     assert len(call["sem"][0]) == len(sentence_model.LEXICAL + sentence_model.SEMANTIC)
     assert len(call["lex"][0]) == len(sentence_model.LEXICAL) and len(call["cands"]) == len(call["labels"])
 
+    withheld = tmp_path / "withheld.jsonl"
+    monkeypatch.setattr(sys, "argv", ["fit_answerer", "dump", "--withhold", "--eval", f"{small}:{seeds_index.data_dir}",
+                                      "--out", str(withheld)])
+    fit_answerer.main()
+    asked = [json.loads(ln) for ln in withheld.read_text(encoding="utf-8").splitlines()]
+    # Every answerable item with evidence, asked again without it; most now meet nothing that answers.
+    assert len(asked) == sum(1 for r in records if r["answerable"]) and all(r["set"].endswith("-withheld") for r in asked)
+    assert sum(not r["answerable"] for r in asked) > len(asked) / 2
+
     out, curve = tmp_path / "model.json", tmp_path / "curve.json"
     monkeypatch.setattr(sys, "argv", ["fit_answerer", "fit", str(dump), "--out", str(out), "--curve", str(curve),
-                                      "--min-refused-lexical", "0"])
+                                      "--min-refused-lexical", "0", "--measure", str(withheld)])
     fit_answerer.main()
     model = sentence_model.load(out)
     assert 0 < model.thresholds["semantic"] < 1

@@ -47,8 +47,10 @@ def git_commit(cwd: Path | None = None) -> str | None:
         return None
 
 
-def run_info(settings, *, top_k: int, workers: int, files: list[Path], fingerprint: str) -> dict[str, Any]:
+def run_info(settings, *, top_k: int, workers: int, files: list[Path], fingerprint: str,
+             withhold_evidence: bool = False) -> dict[str, Any]:
     return {
+        "withhold_evidence": withhold_evidence,
         "backend": settings.generator,
         "llm_model": settings.llm_model,
         "top_k": top_k,

@@ -8,6 +8,7 @@ from typing import Callable
 
 from qa_app.eval.metrics import ItemResult, answer_correct, hit_rank
 from qa_app.eval.sets import EvalItem
+from qa_app.index.hybrid import Filters
 from qa_app.llm.base import GeneratorError
 from qa_app.question import QuestionError
 
@@ -44,10 +45,11 @@ def run_item_safely(item: EvalItem, assistant, top_k: int) -> ItemResult:
 
 def run_item(item: EvalItem, assistant, top_k: int) -> ItemResult:
     """One question through retrieval (top_k, for recall@k) and the answerer."""
-    passages = assistant.search(item.question, k=top_k)
+    filters = Filters(without_chunks=item.withhold) if item.withhold else None
+    passages = assistant.search(item.question, k=top_k, filters=filters)
     rank = hit_rank(item, [(p.doc.doc_id, p.chunk.text) for p in passages])
     t0 = time.perf_counter()
-    ans = assistant.ask(item.question)
+    ans = assistant.ask(item.question, filters=filters)
     latency = (time.perf_counter() - t0) * 1000
     citations = [
         {

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-NO_ANSWER_CATEGORIES = {"unanswerable", "missing_figure"}
+# "withheld": an answerable question asked with its evidence kept out of retrieval (eval/withheld.py).
+NO_ANSWER_CATEGORIES = {"unanswerable", "missing_figure", "withheld"}
 
 
 class EvalSetError(ValueError):
@@ -24,6 +25,7 @@ class EvalItem:
     raw: dict[str, Any] = field(default_factory=dict)
     file: str = ""  # the eval set's file name: ids are only unique within one file
     error: str = ""  # why the item cannot be run (bad line, bad question): it becomes an error item
+    withhold: frozenset[str] = frozenset()  # chunk ids kept out of retrieval for this item
 
     @property
     def answerable(self) -> bool:

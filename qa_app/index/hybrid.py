@@ -57,6 +57,8 @@ class Filters:
     years: frozenset[int] | None = None
     places: frozenset[str] | None = None  # place names (安徽, 北京市海淀区) or adcodes
     kinds: frozenset[str] | None = None  # document kinds (work_report, plan_report …)
+    # Chunks kept out as if never indexed (an eval asking with the evidence withheld).
+    without_chunks: frozenset[str] = frozenset()
 
     def resolve(self, snap: Snapshot) -> set[str] | None:
         """The document ids the filters allow (None: all)."""
@@ -123,6 +125,9 @@ class HybridSearcher:
         dense_weight = s.dense_weight_latin if query.latin else s.dense_weight
         lexical, dense, sentences, qv = self.channels(query, allowed, snap, learned or dense_weight > 0,
                                                       learned or s.sentence_weight > 0)
+        hidden = filters.without_chunks if filters is not None else frozenset()
+        if hidden:
+            lexical, dense, sentences = ([h for h in hits if h[0] not in hidden] for hits in (lexical, dense, sentences))
         deadline.check()
         if learned:
             # The fitted model weighs the channels, the asked year and the named report itself.
