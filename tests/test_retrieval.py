@@ -102,3 +102,24 @@ def test_fit_retrieval_dumps_and_fits(seeds_index, tmp_path, monkeypatch):
     model = fit_retrieval.fit_ranker(records + [{**r, "half": "tune"} for r in records], 0.01)
     assert model.names == fusion.FEATURES
     assert "recall@1" in fit_retrieval.report(records, model)
+
+
+def test_a_scoped_dense_search_filters_after_the_store_and_agrees_with_the_store_filtering(assistant):
+    """Most scopes allow most of the index; the store's own filter costs in proportion to what it lets
+    through, so the index filters the unfiltered neighbours itself: same chunks, same order."""
+    import numpy as np
+
+    from qa_app.index.query import Query
+
+    index = assistant.index
+    snap = index.snapshot()
+    docs = sorted(snap.docs)
+    vector = index.question_vector(Query.parse("海淀区常住人口是多少？"))
+    for allowed in (set(docs), set(docs[:3]), {docs[0]}):
+        assert (snap.allowed_mask(allowed) == np.isin(snap.row_doc, list(allowed))).all()
+        ours = index._nearest(vector.tolist(), 20, allowed, snap)
+        store = index.vectors.query(vector.tolist(), 20, allowed)
+        assert ours and all(snap.chunks[c].doc_id in allowed for c, _ in ours)
+        assert [c for c, _ in ours] == [c for c, _ in store]
+    assert snap.chunk_ids_of(set(docs)) is None
+    assert snap.chunk_ids_of({docs[0]}) == {c.chunk_id for c in snap.by_doc[docs[0]]}

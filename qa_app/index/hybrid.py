@@ -179,8 +179,7 @@ class HybridSearcher:
         if qv is not None and sentences:
             # Chunks by their single closest sentence: a paraphrase of one fact in a long chunk
             # is lost in the chunk's mean vector.
-            chunk_ok = None if allowed is None else {c for c, ch in snap.chunks.items() if ch.doc_id in allowed}
-            by_sentence = self.index.sentence_vectors(snap).best_chunks(qv, n, chunk_ok)
+            by_sentence = self.index.sentence_vectors(snap).best_chunks(qv, n, snap.chunk_ids_of(allowed))
         return lexical, by_chunk, by_sentence, qv
 
     def _sentence_sims(self, passages: list[Passage], qv, snap: Snapshot) -> None:

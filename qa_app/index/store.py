@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -72,6 +73,8 @@ WRITING_FLAG = "writing"
 # sweep takes the uploads not yet re-indexed for never-indexed ones meanwhile.
 REBUILD_FLAG = "rebuilding"
 # BM25 as the last process to start built it (see Index._first_snapshot): a shortcut, never trusted alone.
+# The most neighbours a scoped dense search fetches unfiltered before it asks the store to filter.
+OVERFETCH_MAX = 1000
 BM25_FILE = "bm25.npz"
 
 
@@ -151,7 +154,19 @@ class Snapshot:
         )
 
     def allowed_mask(self, doc_ids: set[str] | None) -> np.ndarray | None:
-        return None if doc_ids is None else np.isin(self.row_doc, list(doc_ids))
+        """Which rows of ``row_doc`` belong to ``doc_ids``: a document's rows are one run, so the
+        mask is each document's yes or no repeated (np.isin over the row strings took 50 ms at 100k)."""
+        if doc_ids is None:
+            return None
+        names = list(self.by_doc)
+        keep = np.fromiter((d in doc_ids for d in names), dtype=bool, count=len(names))
+        return np.repeat(keep, [len(self.by_doc[d]) for d in names])
+
+    def chunk_ids_of(self, doc_ids: set[str] | None) -> set[str] | None:
+        """The chunk ids of ``doc_ids`` (None: every chunk, also when they are every document)."""
+        if doc_ids is None or not set(self.by_doc) - doc_ids:
+            return None
+        return {c.chunk_id for d in doc_ids for c in self.by_doc.get(d, ())}
 
     def knows(self, term: str) -> bool:
         """Does the term occur anywhere in the indexed text (as a token or inside a longer word)?"""
@@ -538,7 +553,7 @@ class Index:
             hits = self.vectors_from_cache(snap).search(vector, k, doc_ids)
         else:
             try:
-                hits = self.vectors.query(vector.tolist(), k, doc_ids)
+                hits = self._nearest(vector.tolist(), k, doc_ids, snap)
             except StorageError as exc:
                 if exc.kind not in (DAMAGED, READ_ONLY):
                     raise
@@ -549,6 +564,26 @@ class Index:
                 hits = self.vectors_from_cache(snap).search(vector, k, doc_ids)
         # Only chunks the catalog lists count: vectors left by an interrupted write are ignored.
         return [(cid, s) for cid, s in hits if cid in snap.chunks]
+
+    def _nearest(self, vector: list[float], k: int, doc_ids: set[str] | None, snap: Snapshot) -> list[tuple[str, float]]:
+        """The store's ``k`` nearest among ``doc_ids``' chunks. A store's filtered search costs in
+        proportion to the chunks the filter lets through (Chroma: 106 ms at 30k chunks when it
+        lets through all, 1.6 ms unfiltered), and a question's scope often allows most of the
+        index: then the unfiltered neighbours, fetched deep enough to hold ``k`` allowed ones
+        (``k / share``, twice over), are filtered here; the store filters only when that would take
+        more than ``OVERFETCH_MAX`` neighbours, or when too few came back allowed."""
+        if doc_ids is None:
+            return self.vectors.query(vector, k)
+        allowed = sum(len(snap.by_doc.get(d, ())) for d in doc_ids)
+        if not allowed:
+            return []
+        fetch = math.ceil(2 * k * len(snap.chunks) / allowed)
+        if fetch <= OVERFETCH_MAX:
+            hits = [(cid, s) for cid, s in self.vectors.query(vector, fetch)
+                    if cid in snap.chunks and snap.chunks[cid].doc_id in doc_ids]
+            if len(hits) >= min(k, allowed):
+                return hits[:k]
+        return self.vectors.query(vector, k, doc_ids)
 
     def vectors_from_cache(self, snap: Snapshot | None = None) -> CachedVectors:
         """The snapshot's chunk vectors made from the embedding cache as ``embed_chunks`` makes them
