@@ -106,23 +106,22 @@ WITHHELD = "-withheld"
 def dump_eval(spec: str, out, withhold: bool = False) -> None:
     from qa_app.eval.metrics import answer_correct
     from qa_app.eval.sets import load_eval_set
-    from qa_app.eval.withheld import evidence_chunks
+    from qa_app.eval.withheld import withheld_items
     from qa_app.index.hybrid import Filters
 
     path, _, data_dir = spec.partition(":")
     rec, assistant = _recording_assistant(data_dir)
     name = Path(path).name
-    chunks, forms = list(assistant.index.snapshot().chunks.values()), {}
-    for item in load_eval_set(Path(path)):
-        filters = None
-        if withhold:
-            hide = evidence_chunks(item, chunks, forms) if item.answerable and item.evidence else frozenset()
-            if not hide:
-                continue
-            filters = Filters(without_chunks=hide)
-        answer = assistant.ask(item.question, filters=filters)
-        correct = (not answer.refused) and answer_correct(item, answer.text) if item.answerable else answer.refused
-        label = (lambda text, item=item: answer_correct(item, text)) if item.answerable else (lambda text: False)
+    items = load_eval_set(Path(path))
+    if withhold:  # the items of `qa-app eval --withhold-evidence`, those with evidence to withhold
+        items = [i for i in withheld_items(items, list(assistant.index.snapshot().chunks.values()))[0] if not i.error]
+    for item in items:
+        answer = assistant.ask(item.question, filters=Filters(without_chunks=item.withhold) if item.withhold else None)
+        # A withheld item keeps its answer keys: a candidate that still holds them is labelled so
+        # (and _withheld then counts the item answerable).
+        keyed = item.answerable or bool(item.withhold)
+        correct = (not answer.refused) and answer_correct(item, answer.text) if keyed else answer.refused
+        label = (lambda text, item=item: answer_correct(item, text)) if keyed else (lambda text: False)
         record = _record(rec, name, item.id, item.answerable, label, answer.refused, correct)
         out.write(json.dumps(_withheld(record) if withhold else record) + "\n")
 

@@ -11,16 +11,21 @@ from qa_app.eval.sets import NO_ANSWER_CATEGORIES, EvalItem
 from qa_app.text import match_form
 
 
-def _quotes(item: EvalItem) -> list[tuple[str | None, str]]:
+def evidence_quotes(item: EvalItem) -> list[tuple[str | None, str]]:
+    """(document or None, quote in match form) of each of the item's evidence quotes."""
     return [(e.get("doc"), match_form(e.get("quote", ""))) for e in item.evidence if e.get("quote")]
+
+
+def holds_quote(quotes: list[tuple[str | None, str]], doc_id: str, text_form: str) -> bool:
+    """Does a passage of ``doc_id`` (its text in match form) hold one of ``quotes``?"""
+    return any((d is None or d == doc_id) and q and q in text_form for d, q in quotes)
 
 
 def hit_rank(item: EvalItem, retrieved: Iterable[tuple[str, str]]) -> int | None:
     """1-based rank of the first (doc_id, text) that holds an evidence quote, else None."""
-    quotes = _quotes(item)
+    quotes = evidence_quotes(item)
     for rank, (doc_id, text) in enumerate(retrieved, 1):
-        t = match_form(text)
-        if any((d is None or d == doc_id) and q and q in t for d, q in quotes):
+        if holds_quote(quotes, doc_id, match_form(text)):
             return rank
     return None
 

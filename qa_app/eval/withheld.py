@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Iterable
 
+from qa_app.eval.metrics import evidence_quotes, holds_quote
 from qa_app.eval.sets import EvalItem
 from qa_app.models import Chunk
 from qa_app.text import match_form
@@ -23,14 +24,13 @@ CATEGORY = "withheld"
 def evidence_chunks(item: EvalItem, chunks: Iterable[Chunk], forms: dict[str, str]) -> frozenset[str]:
     """The ids of the chunks that hold one of ``item``'s quotes (in their document, when it names one);
     ``forms`` caches each chunk's match form by id."""
-    quotes = [(e.get("doc"), match_form(e.get("quote") or "")) for e in item.evidence]
-    quotes = [(d, q) for d, q in quotes if q]
+    quotes = evidence_quotes(item)
     found = set()
     for c in chunks:
         text = forms.get(c.chunk_id)
         if text is None:
             text = forms[c.chunk_id] = match_form(c.text)
-        if any((d is None or d == c.doc_id) and q in text for d, q in quotes):
+        if holds_quote(quotes, c.doc_id, text):
             found.add(c.chunk_id)
     return frozenset(found)
 
