@@ -1,6 +1,7 @@
 """Ingestion into the real index: idempotence, updates, deletes, Chroma and BM25 in step."""
 import shutil
 from functools import partial
+from pathlib import Path
 
 import pytest
 
@@ -222,17 +223,28 @@ def _same_view(a: Index, b: Index, questions: list[str]) -> None:
         assert [(p.chunk.chunk_id, p.score) for p in hits_a] == [(p.chunk.chunk_id, p.score) for p in hits_b], q
 
 
-def test_index_changed_document_by_document_answers_like_one_built_whole(tmp_path, seeds_index):
+def _dev_questions(n: int) -> list[str]:
     import json
 
     from .conftest import DEV_SET
-    from .test_integrity import data_dir_with_cache
 
-    questions = [json.loads(line)["question"] for line in DEV_SET.read_text(encoding="utf-8").splitlines()[:25]]
+    return [json.loads(line)["question"] for line in DEV_SET.read_text(encoding="utf-8").splitlines()[:n]]
+
+
+def _three_seeds(tmp_path) -> Path:
+    """A folder with the first three seeds, to change document by document."""
     docs = tmp_path / "docs"
     docs.mkdir()
     for prefix in ("000", "001", "002"):
         shutil.copy(seed(prefix), docs)
+    return docs
+
+
+def test_index_changed_document_by_document_answers_like_one_built_whole(tmp_path, seeds_index):
+    from .test_integrity import data_dir_with_cache
+
+    questions = _dev_questions(25)
+    docs = _three_seeds(tmp_path)
     stepped = Index(Settings(data_dir=data_dir_with_cache(tmp_path / "a", seeds_index)), embeddings=seeds_index.embeddings)
     ingest([docs], stepped, progress=False)
     # Another reader of the same folder (an API process while the CLI ingests) follows the change log too.
@@ -294,18 +306,12 @@ def _saved(index: Index) -> None:
 
 
 def test_a_new_process_starts_from_the_saved_bm25_brought_up_to_date_by_the_log(tmp_path, seeds_index):
-    import json
-
     from qa_app.index.store import BM25_FILE
 
-    from .conftest import DEV_SET
     from .test_integrity import data_dir_with_cache
 
-    questions = [json.loads(line)["question"] for line in DEV_SET.read_text(encoding="utf-8").splitlines()[:15]]
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    for prefix in ("000", "001", "002"):
-        shutil.copy(seed(prefix), docs)
+    questions = _dev_questions(15)
+    docs = _three_seeds(tmp_path)
     data = data_dir_with_cache(tmp_path / "a", seeds_index)
     first = Index(Settings(data_dir=data), embeddings=seeds_index.embeddings)
     ingest([docs], first, progress=False)
