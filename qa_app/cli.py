@@ -149,6 +149,9 @@ def ingest(
     report = run_ingest(paths, index, progress=not quiet, force=force)
     for path, why in report.failed.items():
         _warn(bilingual(f"已跳过 {path}。", f"skipped {path}: {why}"))
+    # The size below builds the whole view (and saves its BM25 for the next start): without the
+    # vector store held open, so the command's peak is the larger of the two, not their sum.
+    index.close()
     typer.echo(_ingest_summary(report) + "\n" + _index_size(index, settings.resolved_data_dir()))
     if report.failed and not (report.added or report.updated or report.unchanged):
         raise typer.Exit(1)

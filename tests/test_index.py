@@ -206,6 +206,7 @@ def _same_view(a: Index, b: Index, questions: list[str]) -> None:
 
     from qa_app.answer import Assistant
     from qa_app.index.query import Query
+    from qa_app.index.sentences import units
 
     sa, sb = a.snapshot(), b.snapshot()
     assert list(sa.chunks.items()) == list(sb.chunks.items())
@@ -215,12 +216,29 @@ def _same_view(a: Index, b: Index, questions: list[str]) -> None:
         tokens = Query.parse(q).bm25_tokens()
         assert np.array_equal(sa.bm25.scores(tokens), sb.bm25.scores(tokens)), q
         assert [sa.bm25.term_idf(t) for t in tokens] == [sb.bm25.term_idf(t) for t in tokens], q
+    # The sentence vectors too, though one side was built step by step from the previous view's
+    # (to float32 rounding: see below).
+    va, vb = a.sentence_vectors(), b.sentence_vectors()
+    assert va.chunk_ids == vb.chunk_ids == list(sa.chunks)
+    for q in questions:
+        qv = a.question_vector(Query.parse(q))
+        best_a, best_b = va.best_chunks(qv, 30), vb.best_chunks(qv, 30)
+        assert [c for c, _ in best_a] == [c for c, _ in best_b], q
+        assert [s for _, s in best_a] == pytest.approx([s for _, s in best_b], abs=1e-6), q
+        keys = [u for c in list(sa.chunks.values())[:40] for u in units(c.norm)]
+        sims_a, sims_b = va.similarities(keys, qv), vb.similarities(keys, qv)
+        assert sims_a.keys() == sims_b.keys() and len(sims_a) > 40
+        assert list(sims_a.values()) == pytest.approx(list(sims_b.values()), abs=1e-6), q
     for index in (a, b):
         index.dense_search = partial(_exact_dense, index)
     search_a, search_b = Assistant(a.settings, index=a), Assistant(b.settings, index=b)
     for q in questions:
         hits_a, hits_b = search_a.search(q, k=8), search_b.search(q, k=8)
-        assert [(p.chunk.chunk_id, p.score) for p in hits_a] == [(p.chunk.chunk_id, p.score) for p in hits_b], q
+        # The same passages; their scores to float32 rounding, since a sentence's similarity is
+        # summed in an order that depends on where its row sits in the matrix (BLAS takes rows in
+        # blocks), and a view kept up to date step by step holds its rows elsewhere than one built whole.
+        assert [p.chunk.chunk_id for p in hits_a] == [p.chunk.chunk_id for p in hits_b], q
+        assert [p.score for p in hits_a] == pytest.approx([p.score for p in hits_b], rel=1e-6, abs=1e-9), q
 
 
 def _dev_questions(n: int) -> list[str]:
@@ -249,7 +267,7 @@ def test_index_changed_document_by_document_answers_like_one_built_whole(tmp_pat
     ingest([docs], stepped, progress=False)
     # Another reader of the same folder (an API process while the CLI ingests) follows the change log too.
     reader = Index(Settings(data_dir=stepped.data_dir), embeddings=seeds_index.embeddings)
-    stepped.snapshot(), reader.snapshot()
+    stepped.sentence_vectors(), reader.sentence_vectors()
     full_loads = []
     for index in (stepped, reader):
         whole = index.catalog.all_chunks
@@ -258,7 +276,7 @@ def test_index_changed_document_by_document_answers_like_one_built_whole(tmp_pat
     for prefix in ("003", "004"):  # added
         shutil.copy(seed(prefix), docs)
         ingest([docs], stepped, progress=False)
-        stepped.snapshot()
+        stepped.sentence_vectors()
     edited = next(docs.glob("001_*.txt"))  # replaced
     edited.write_text(edited.read_text(encoding="utf-8") + "\n\n新增段落：全区新建口袋公园12处。\n", encoding="utf-8")
     ingest([docs], stepped, progress=False)
@@ -267,8 +285,8 @@ def test_index_changed_document_by_document_answers_like_one_built_whole(tmp_pat
         path = next(docs.glob(f"{prefix}_*.txt"))
         assert stepped.delete_document(path.name)
         path.unlink()
-        stepped.snapshot()
-    reader.snapshot()
+        stepped.sentence_vectors()
+    reader.sentence_vectors()
     assert not full_loads  # every step was taken from the log, not by reloading the catalog
 
     whole = Index(Settings(data_dir=data_dir_with_cache(tmp_path / "b", seeds_index)), embeddings=seeds_index.embeddings)
@@ -326,14 +344,27 @@ def test_a_new_process_starts_from_the_saved_bm25_brought_up_to_date_by_the_log(
     gone.unlink()
 
     def started(data_dir):
+        """A new process's index, and the documents whose token lists its first view read."""
         index = Index(Settings(data_dir=data_dir), embeddings=seeds_index.embeddings)
-        whole, token_reads = index.catalog.all_chunks, []
-        index.catalog.all_chunks = lambda tokens=True: token_reads.append(tokens) or whole(tokens)
+        whole, some, token_reads = index.catalog.all_chunks, index.catalog.document_chunks, []
+
+        def all_chunks(tokens=True):
+            chunks, lists = whole(tokens)
+            token_reads.extend(sorted({c.doc_id for c in chunks}) if tokens else [])
+            return chunks, lists
+
+        def document_chunks(doc_ids):
+            token_reads.extend(sorted(doc_ids))
+            return some(doc_ids)
+
+        index.catalog.all_chunks, index.catalog.document_chunks = all_chunks, document_chunks
         index.snapshot()
-        return index, token_reads
+        return index, sorted(token_reads)
 
     later, token_reads = started(data)
-    assert token_reads == [False]  # every token list but the changed documents' came from the file
+    added = next(docs.glob("003_*.txt")).name
+    # Every token list but the changed documents' (one added, one deleted) came from the file.
+    assert token_reads == sorted([added, gone.name])
     built = Index(Settings(data_dir=data_dir_with_cache(tmp_path / "b", seeds_index)), embeddings=seeds_index.embeddings)
     ingest([docs], built, progress=False)
     _same_view(later, built, questions)
@@ -341,11 +372,38 @@ def test_a_new_process_starts_from_the_saved_bm25_brought_up_to_date_by_the_log(
 
     (data / BM25_FILE).write_bytes(b"not a numpy file")  # a damaged file is only a missed shortcut
     damaged, token_reads = started(data)
-    assert token_reads == [True]
+    assert token_reads == sorted(p.name for p in docs.iterdir())
     _same_view(damaged, built, questions)
     _saved(damaged)
     first.catalog.start_version_at(first.catalog.version() + 10)  # versions the log never saw: not trusted
     skipped, token_reads = started(data)
-    assert token_reads == [True]
+    assert token_reads == sorted(p.name for p in docs.iterdir())
     _same_view(skipped, built, questions)
     _saved(skipped)
+
+
+def test_a_whole_view_reads_the_token_lists_a_few_documents_at_a_time_and_survives_a_change_meanwhile(tmp_path, seeds_index):
+    from qa_app.index import store
+
+    from .test_integrity import data_dir_with_cache
+
+    docs = _three_seeds(tmp_path)
+    index = Index(Settings(data_dir=data_dir_with_cache(tmp_path / "a", seeds_index)), embeddings=seeds_index.embeddings)
+    ingest([docs], index, progress=False)
+    chunks, lists = index.catalog.all_chunks()
+    batches = []
+    some = index.catalog.document_chunks
+    index.catalog.document_chunks = lambda doc_ids: batches.append(set(doc_ids)) or some(doc_ids)
+    assert list(store._token_lists(index.catalog, chunks, batch_chunks=50)) == lists
+    assert len(batches) == 3 and set().union(*batches) == {p.name for p in docs.iterdir()}  # one document a batch here
+
+    # Another writer replaces a document between the reading of the chunks and of their token lists.
+    edited = next(docs.glob("001_*.txt"))
+    edited.write_text("新增段落：全区新建口袋公园12处。\n\n" + edited.read_text(encoding="utf-8"), encoding="utf-8")
+    ingest([docs], index, progress=False)
+    now = {c.chunk_id for c in index.catalog.all_chunks(tokens=False)[0]}
+    streamed = list(store._token_lists(index.catalog, chunks, batch_chunks=10_000))
+    assert len(streamed) == len(chunks)
+    for c, old, got in zip(chunks, lists, streamed):
+        assert got == (old if c.chunk_id in now else [])
+    assert any(c.chunk_id not in now for c in chunks)

@@ -121,5 +121,10 @@ def test_a_scoped_dense_search_filters_after_the_store_and_agrees_with_the_store
         store = index.vectors.query(vector.tolist(), 20, allowed)
         assert ours and all(snap.chunks[c].doc_id in allowed for c, _ in ours)
         assert [c for c, _ in ours] == [c for c, _ in store]
-    assert snap.chunk_ids_of(set(docs)) is None
-    assert snap.chunk_ids_of({docs[0]}) == {c.chunk_id for c in snap.by_doc[docs[0]]}
+    # The sentence channel takes the same mask: its chunks are laid out in the snapshot's order.
+    sentences = index.sentence_vectors(snap)
+    assert sentences.chunk_ids == list(snap.chunks)
+    everywhere = sentences.best_chunks(vector, len(snap.chunks))
+    for allowed in (set(docs[:3]), {docs[0]}):
+        scoped = sentences.best_chunks(vector, 20, snap.allowed_mask(allowed))
+        assert scoped == [hit for hit in everywhere if snap.chunks[hit[0]].doc_id in allowed][:20]

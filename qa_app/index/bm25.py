@@ -72,46 +72,67 @@ class BM25Index:
 
     def updated(self, removed: Iterable[str], added: Iterable[tuple[str, list[str], list[list[str]]]]) -> "BM25Index":
         """This index with the documents in ``removed`` dropped and those in ``added`` put in
-        (a document in both, or already here, is replaced)."""
-        added = list(added)
-        names = [doc for doc, _, _ in added]
-        if len(set(names)) != len(names):
-            raise ValueError("a document is added twice in one update")
-        gone = (set(removed) | {doc for doc, _, _ in added}) & self.segments.keys()
-        segments = {d: s for d, s in self.segments.items() if d not in gone}
+        (a document in both, or already here, is replaced). ``added`` is read one document at a
+        time and each one's token lists are let go once counted, so a whole build streams."""
+        segments = dict(self.segments)
         df = self.df.copy()
-        for d in gone:
-            s = self.segments[d]
-            df[s.cols] -= s.df  # a segment lists each term once
-        vocab = dict(self.vocab) if added else self.vocab
-        cols: list[int] = []
-        tfs: list[int] = []
-        widths: list[int] = []  # distinct terms per new row
-        lengths: list[int] = []
+
+        def drop(d: str) -> None:
+            s = segments.pop(d, None)
+            if s is not None:
+                df[s.cols] -= s.df  # a segment lists each term once
+
+        for d in set(removed):
+            drop(d)
+        vocab = dict(self.vocab)
+        # Per document, as arrays: Python lists of every row's terms cost ~10× their numbers.
+        cols: list[np.ndarray] = []
+        tfs: list[np.ndarray] = []
+        widths: list[np.ndarray] = []  # distinct terms per new row
+        lengths: list[np.ndarray] = []
         start = self.tf.shape[0]
+        stop, seen = start, set()
         for doc, ids, token_lists in added:
+            if doc in seen:
+                raise ValueError("a document is added twice in one update")
+            seen.add(doc)
             if len(ids) != len(token_lists):
                 raise ValueError(f"{doc}: {len(ids)} row ids for {len(token_lists)} token lists")
-            first, first_col = start + len(lengths), len(cols)
+            drop(doc)
+            d_cols: list[int] = []
+            d_tfs: list[int] = []
+            d_widths: list[int] = []
+            d_lengths: list[int] = []
             # Per row, the work stays in C (Counter, set difference, map) but for new terms.
             # (set.difference with a dict looks each term up; ``keys() - keys()`` walks the whole vocabulary.)
             for toks in token_lists:
                 counts = Counter(toks)
                 for term in set(counts).difference(vocab):
                     vocab[term] = len(vocab)
-                cols.extend(map(vocab.__getitem__, counts))
-                tfs.extend(counts.values())
-                widths.append(len(counts))
-                lengths.append(len(toks))
-            terms, in_rows = np.unique(np.asarray(cols[first_col:], dtype=np.int64), return_counts=True)
-            segments[doc] = _Segment(first, start + len(lengths), tuple(ids), terms, in_rows)
-        rows = np.repeat(np.arange(start, start + len(lengths), dtype=np.int64), widths)
+                d_cols.extend(map(vocab.__getitem__, counts))
+                d_tfs.extend(counts.values())
+                d_widths.append(len(counts))
+                d_lengths.append(len(toks))
+            col_array = np.asarray(d_cols, dtype=np.int32)  # half of int64's memory; vocabularies stay far below 2**31
+            terms, in_rows = np.unique(col_array, return_counts=True)
+            segments[doc] = _Segment(stop, stop + len(d_lengths), tuple(ids), terms, in_rows)
+            stop += len(d_lengths)
+            cols.append(col_array)
+            tfs.append(np.asarray(d_tfs, dtype=np.float32))
+            widths.append(np.asarray(d_widths, dtype=np.int64))
+            lengths.append(np.asarray(d_lengths, dtype=np.float32))
+        if not seen:
+            vocab = self.vocab
+        new_cols = np.concatenate(cols) if cols else _EMPTY.astype(np.int32)
+        cols.clear()
+        rows = np.repeat(np.arange(start, stop, dtype=np.int32), np.concatenate(widths) if widths else _EMPTY)
+        new_tfs = np.concatenate(tfs) if tfs else np.zeros(0, dtype=np.float32)
+        tfs.clear()
         df = np.concatenate([df, np.zeros(len(vocab) - len(df), dtype=np.int64)])
-        new_cols = np.asarray(cols, dtype=np.int64)
         df += np.bincount(new_cols, minlength=len(vocab))
-        tf = self._appended(rows, new_cols,
-                            np.asarray(tfs, dtype=np.float32), start + len(lengths), len(vocab))
-        all_lengths = np.concatenate([self.lengths, np.asarray(lengths, dtype=np.float32)])
+        tf = self._appended(rows, new_cols, new_tfs, stop, len(vocab))
+        del rows, new_cols, new_tfs
+        all_lengths = np.concatenate([self.lengths, *lengths])
         out = self._with(vocab, tf, all_lengths, df, segments)
         live = len(out.order)
         return out._compacted() if tf.shape[0] - live > max(live, 1024) else out
@@ -124,6 +145,8 @@ class BM25Index:
             return sparse.csc_matrix((old.data, old.indices, indptr), shape=(n_rows, n_cols))
         # Sorted by column (rows stay in order within one) by scipy's linear-time conversion.
         new = sparse.csc_matrix((tfs, (rows, cols)), shape=(n_rows, n_cols), dtype=np.float32)
+        if not old.nnz:  # a build from scratch: nothing to merge with
+            return new
         per_col = np.diff(new.indptr)
         # Each new entry goes after its column's present entries: where it lands in the merged
         # arrays, found without the sort np.insert would do.

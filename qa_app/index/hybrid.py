@@ -172,14 +172,15 @@ class HybridSearcher:
         (when ``dense``), the chunks' closest sentences (when ``sentences``); and the question's
         vector (None without the dense side)."""
         n = self.settings.candidates
-        lexical = snap.bm25.search(query.bm25_tokens(), n, snap.allowed_mask(allowed))
+        mask = snap.allowed_mask(allowed)
+        lexical = snap.bm25.search(query.bm25_tokens(), n, mask)
         qv = self.index.question_vector(query) if dense and snap.chunks else None
         by_chunk = self.index.dense_search(query.dense_text, n, allowed, snap, qv) if qv is not None else []
         by_sentence: list[tuple[str, float]] = []
         if qv is not None and sentences:
             # Chunks by their single closest sentence: a paraphrase of one fact in a long chunk
             # is lost in the chunk's mean vector.
-            by_sentence = self.index.sentence_vectors(snap).best_chunks(qv, n, snap.chunk_ids_of(allowed))
+            by_sentence = self.index.sentence_vectors(snap).best_chunks(qv, n, mask)
         return lexical, by_chunk, by_sentence, qv
 
     def _sentence_sims(self, passages: list[Passage], qv, snap: Snapshot) -> None:

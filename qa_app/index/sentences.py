@@ -10,6 +10,8 @@ however it is worded.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -39,41 +41,124 @@ def mean_vector(vectors: list[list[float]]) -> list[float]:
     return (m / n if n > 0 else m).tolist()
 
 
+class SentenceRows:
+    """The vectors of sentence units, one row per distinct unit, shared by successive views.
+
+    Rows are only ever appended (into spare capacity, or a bigger buffer when it runs out), so a
+    view keeps reading the rows it was built with while a newer one adds its own; a unit keeps
+    its row for the life of the buffer. Rows no view needs any more are dropped by compacting
+    into a new buffer (``SentenceVectors.compacted``)."""
+
+    def __init__(self) -> None:
+        self.row: dict[str, int] = {}
+        self.buffer: np.ndarray | None = None
+        self.fill = 0
+
+    def add(self, keys: list[str], vectors) -> None:
+        if not keys:
+            return
+        vectors = np.asarray(vectors, dtype=np.float32)
+        need = self.fill + len(keys)
+        if self.buffer is None or need > len(self.buffer):
+            # Twice what is needed: the next changes append without copying (the spare rows are
+            # not touched, so they take no memory until used).
+            grown = np.empty((max(2 * need, 1024), vectors.shape[1]), dtype=np.float32)
+            if self.buffer is not None:
+                grown[: self.fill] = self.buffer[: self.fill]
+            self.buffer = grown  # views of the old buffer keep it alive and unchanged
+        self.buffer[self.fill : need] = vectors
+        for i, key in enumerate(keys, start=self.fill):
+            self.row[key] = i
+        self.fill = need
+
+
+class DocSentences(NamedTuple):
+    """One document's part of a view: its chunks (the very tuple the snapshot holds, so an unchanged
+    document is recognised by identity), and each (chunk, sentence row) pair."""
+
+    chunks: tuple
+    pair_chunk: np.ndarray  # position of the chunk within the document
+    pair_row: np.ndarray
+
+    @classmethod
+    def of(cls, chunks: tuple, triples: list[tuple[str, str, str]], rows: SentenceRows) -> "DocSentences":
+        at = {c.chunk_id: i for i, c in enumerate(chunks)}
+        pairs = [(at[cid], rows.row[u]) for cid, u, _ in triples if u in rows.row]
+        return cls(chunks, np.array([c for c, _ in pairs], dtype=np.int64), np.array([r for _, r in pairs], dtype=np.int64))
+
+
 class SentenceVectors:
-    """Every sentence vector of one index snapshot, for similarities with a question."""
+    """Every sentence vector of one index snapshot, for similarities with a question.
 
-    def __init__(self, keys: list[str], matrix: np.ndarray, owners: list[tuple[str, str]] = ()):
-        self.row = {k: i for i, k in enumerate(keys)}
-        self.matrix = matrix
-        # (chunk id, unit) pairs: which chunks each sentence belongs to, for a sentence-level ranking.
-        pairs = [(cid, self.row[u]) for cid, u in owners if u in self.row]
-        self.chunk_ids = sorted({cid for cid, _ in pairs})
-        index = {cid: i for i, cid in enumerate(self.chunk_ids)}
-        self._pair_chunk = np.array([index[cid] for cid, _ in pairs], dtype=np.int64)
-        self._pair_row = np.array([r for _, r in pairs], dtype=np.int64)
+    Its chunks are laid out in the snapshot's order (documents by id, then their chunks), the order
+    of ``Snapshot.allowed_mask``. A new view is the previous one with the changed documents'
+    parts replaced: only their sentences are looked up, so a one-document change costs that
+    document, not the index."""
 
-    def best_chunks(self, query: np.ndarray, k: int, allowed: set[str] | None = None) -> list[tuple[str, float]]:
-        """The chunks whose closest sentence is closest to the question: (chunk id, similarity)."""
-        if not len(self._pair_row):
+    def __init__(self, rows: SentenceRows, parts: dict[str, DocSentences]):
+        self.rows, self.parts = rows, parts
+        self.fill = rows.fill
+        self.matrix = rows.buffer[: self.fill] if rows.buffer is not None else np.zeros((0, 0), dtype=np.float32)
+        self.chunk_ids = [c.chunk_id for part in parts.values() for c in part.chunks]
+        offsets = np.cumsum([0] + [len(part.chunks) for part in parts.values()])[:-1]
+        self._pair_chunk = np.concatenate([part.pair_chunk + off for part, off in zip(parts.values(), offsets)]) \
+            if parts else np.zeros(0, dtype=np.int64)
+        self._pair_row = np.concatenate([part.pair_row for part in parts.values()]) if parts else np.zeros(0, dtype=np.int64)
+
+    @classmethod
+    def updated(cls, previous: "SentenceVectors | None", by_doc: dict[str, tuple],
+                triples: dict[str, list[tuple[str, str, str]]],
+                fetch: Callable[[set[str]], dict[str, list[float]]]) -> "SentenceVectors":
+        """The view of ``by_doc`` (a snapshot's chunks by document, in its order), reusing
+        ``previous``'s parts of the documents whose chunks are the same tuple. ``triples``: each
+        document's (chunk id, unit, cache key); ``fetch``: cached vectors by key (a unit missing
+        there, written before sentence vectors were, has no row and no pairs)."""
+        rows = previous.rows if previous is not None else SentenceRows()
+        old = previous.parts if previous is not None else {}
+        changed = [d for d, chunks in by_doc.items() if d not in old or old[d].chunks is not chunks]
+        wanted = {u: h for d in changed for _, u, h in triples[d] if u not in rows.row}
+        if wanted:
+            found = fetch(set(wanted.values()))
+            keys = [u for u, h in wanted.items() if h in found]
+            rows.add(keys, [found[wanted[u]] for u in keys])
+        fresh = {d: DocSentences.of(by_doc[d], triples[d], rows) for d in changed}
+        out = cls(rows, {d: fresh[d] if d in fresh else old[d] for d in by_doc})
+        live = np.count_nonzero(np.bincount(out._pair_row, minlength=out.fill)) if out.fill else 0
+        return out.compacted() if out.fill - live > max(live, 1024) else out
+
+    def compacted(self) -> "SentenceVectors":
+        """The same view over a new buffer holding only the rows its pairs use."""
+        used = np.flatnonzero(np.bincount(self._pair_row, minlength=self.fill))
+        renumber = np.full(self.fill, -1, dtype=np.int64)
+        renumber[used] = np.arange(len(used))
+        key_of = {r: k for k, r in self.rows.row.items() if r < self.fill}
+        rows = SentenceRows()
+        rows.add([key_of[r] for r in used], self.matrix[used])
+        parts = {d: p._replace(pair_row=renumber[p.pair_row]) for d, p in self.parts.items()}
+        return SentenceVectors(rows, parts)
+
+    def best_chunks(self, query: np.ndarray, k: int, mask: np.ndarray | None = None) -> list[tuple[str, float]]:
+        """The chunks whose closest sentence is closest to the question: (chunk id, similarity);
+        ``mask`` (the snapshot's allowed rows) keeps only those. Ties go to the earlier chunk."""
+        if not len(self._pair_row) or k <= 0:
             return []
         sims = self.matrix @ query
-        best = np.full(len(self.chunk_ids), -1.0, dtype=np.float32)
+        best = np.full(len(self.chunk_ids), -np.inf, dtype=np.float32)
         np.maximum.at(best, self._pair_chunk, sims[self._pair_row])
-        order = np.argsort(-best)
-        out = []
-        for i in order:
-            cid = self.chunk_ids[i]
-            if allowed is None or cid in allowed:
-                out.append((cid, float(best[i])))
-                if len(out) >= k:
-                    break
-        return out
+        if mask is not None:
+            best[~mask] = -np.inf
+        k = min(k, len(best))
+        kth = np.partition(best, len(best) - k)[len(best) - k]
+        cand = np.flatnonzero(best >= kth)
+        order = cand[np.lexsort((cand, -best[cand]))][:k]
+        return [(self.chunk_ids[i], float(best[i])) for i in order if np.isfinite(best[i])]
 
     def __len__(self) -> int:
-        return len(self.row)
+        return self.fill
 
     def similarities(self, keys: list[str], query: np.ndarray) -> dict[str, float]:
-        rows = [(k, self.row[k]) for k in keys if k in self.row]
+        row = self.rows.row
+        rows = [(k, r) for k in keys if (r := row.get(k)) is not None and r < self.fill]
         if not rows:
             return {}
         sims = self.matrix[[r for _, r in rows]] @ query

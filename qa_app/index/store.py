@@ -39,11 +39,11 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from itertools import groupby
+from itertools import groupby, islice
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +72,11 @@ WRITING_FLAG = "writing"
 # ingesting), cleared when done: a repair stopped half-way is finished by the next one, and no
 # sweep takes the uploads not yet re-indexed for never-indexed ones meanwhile.
 REBUILD_FLAG = "rebuilding"
-# BM25 as the last process to start built it (see Index._first_snapshot): a shortcut, never trusted alone.
 # The most neighbours a scoped dense search fetches unfiltered before it asks the store to filter.
 OVERFETCH_MAX = 1000
+# Chunks whose token lists a whole build holds at once (read a few documents at a time).
+TOKEN_BATCH = 5000
+# BM25 as the last process to start built it (see Index._first_snapshot): a shortcut, never trusted alone.
 BM25_FILE = "bm25.npz"
 
 
@@ -108,11 +110,15 @@ class Snapshot:
     spans: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def build(cls, version: int, docs: list[DocumentInfo], chunks: list[Chunk], token_lists: list[list[str]]) -> "Snapshot":
-        """The view of a whole catalog (chunks in the catalog's order: by document, then ordinal)."""
-        groups = _grouped(chunks, token_lists)
-        bm25 = BM25Index.from_documents((d, [c.chunk_id for c in part], toks) for d, (part, toks) in groups.items())
-        return cls._assemble(version, {d.doc_id: d for d in docs}, {d: part for d, (part, _) in groups.items()}, {}, "", bm25)
+    def build(cls, version: int, docs: list[DocumentInfo], chunks: list[Chunk], token_lists: Iterable[list[str]]) -> "Snapshot":
+        """The view of a whole catalog (chunks in the catalog's order: by document, then ordinal).
+        ``token_lists``, one per chunk in that order, is read a document at a time: an iterator
+        that reads them in batches keeps a few thousand in memory, not all of them."""
+        groups = {d: tuple(part) for d, part in groupby(chunks, key=lambda c: c.doc_id)}
+        lists = iter(token_lists)
+        bm25 = BM25Index.from_documents((d, [c.chunk_id for c in part], list(islice(lists, len(part))))
+                                        for d, part in groups.items())
+        return cls._assemble(version, {d.doc_id: d for d in docs}, groups, {}, "", bm25)
 
     def updated(self, version: int, docs: dict[str, DocumentInfo | None], chunks: list[Chunk],
                 token_lists: list[list[str]]) -> "Snapshot":
@@ -162,12 +168,6 @@ class Snapshot:
         keep = np.fromiter((d in doc_ids for d in names), dtype=bool, count=len(names))
         return np.repeat(keep, [len(self.by_doc[d]) for d in names])
 
-    def chunk_ids_of(self, doc_ids: set[str] | None) -> set[str] | None:
-        """The chunk ids of ``doc_ids`` (None: every chunk, also when they are every document)."""
-        if doc_ids is None or not set(self.by_doc) - doc_ids:
-            return None
-        return {c.chunk_id for d in doc_ids for c in self.by_doc.get(d, ())}
-
     def knows(self, term: str) -> bool:
         """Does the term occur anywhere in the indexed text (as a token or inside a longer word)?"""
         return self.bm25.knows(term) or term.lower() in self.corpus
@@ -181,6 +181,32 @@ def _grouped(chunks: list[Chunk], token_lists: list[list[str]]) -> dict[str, tup
         out[doc_id] = (part, token_lists[i : i + len(part)])
         i += len(part)
     return out
+
+
+def _whole_snapshot(catalog: IndexCatalog, version: int) -> Snapshot:
+    """The view of the whole catalog, its token lists read a batch of documents at a time (all of
+    them at once, as Python lists, took 1.4 GB at 100k chunks)."""
+    chunks, _ = catalog.all_chunks(tokens=False)
+    return Snapshot.build(version, catalog.documents(), chunks, _token_lists(catalog, chunks))
+
+
+def _token_lists(catalog: IndexCatalog, chunks: list[Chunk], batch_chunks: int = TOKEN_BATCH) -> Iterator[list[str]]:
+    """Each chunk's token list, in order, read whole documents at a time. A chunk that another
+    writer replaced since ``chunks`` was read gets an empty list: the change log names its
+    document, so the next view reloads it."""
+    def read(batch: list[Chunk]) -> Iterator[list[str]]:
+        found, lists = catalog.document_chunks({c.doc_id for c in batch})
+        by_id = {c.chunk_id: toks for c, toks in zip(found, lists)}
+        return (by_id.get(c.chunk_id, []) for c in batch)
+
+    batch: list[Chunk] = []
+    for _, part in groupby(chunks, key=lambda c: c.doc_id):
+        batch.extend(part)
+        if len(batch) >= batch_chunks:
+            yield from read(batch)
+            batch = []
+    if batch:
+        yield from read(batch)
 
 
 class CachedVectors:
@@ -221,6 +247,7 @@ class Index:
         # Why a server catalog could not be asked, while answers come from the last view (None: it could).
         self._catalog_unreachable: StorageError | None = None
         self._sentences: tuple[int, SentenceVectors] | None = None
+        self._sentences_lock = threading.Lock()
         # Each document's (chunk id, unit, cache key) triples, by the chunk tuple they were read from.
         self._doc_units: dict[str, tuple[tuple[Chunk, ...], list[tuple[str, str, str]]]] = {}
         self._from_cache: tuple[int, CachedVectors] | None = None
@@ -442,7 +469,7 @@ class Index:
             if snap is None:
                 self._snap = self._first_snapshot(catalog, version)
             elif changed is None:
-                self._snap = Snapshot.build(version, catalog.documents(), *catalog.all_chunks())
+                self._snap = _whole_snapshot(catalog, version)
             else:
                 docs = {d: catalog.document_info(d) for d in changed}
                 self._snap = snap.updated(version, docs, *catalog.document_chunks(changed))
@@ -494,7 +521,7 @@ class Index:
                         self._save_bm25(snap, identity)
                     return snap
                 log.warning("%s does not match the catalog; BM25 is built from the catalog", BM25_FILE)
-        snap = Snapshot.build(version, catalog.documents(), *catalog.all_chunks())
+        snap = _whole_snapshot(catalog, version)
         if identity and snap.chunks:  # an empty index is no work to save, and a read leaves no file
             self._save_bm25(snap, identity)
         return snap
@@ -744,32 +771,22 @@ class Index:
         return sum(len(self._units(c)) for c in chunks)
 
     def sentence_vectors(self, snap: Snapshot | None = None) -> SentenceVectors:
-        """The sentence vectors of a snapshot's chunks, from the embedding cache (built once per version)."""
+        """The sentence vectors of a snapshot's chunks, from the embedding cache (built once per
+        version, from the previous version's with only the changed documents looked up)."""
         snap = snap or self.snapshot()
         held = self._sentences
         if held is not None and held[0] == snap.version:
             return held[1]
-        # Only documents changed since the last view are split and looked up in the cache: the
-        # rest, and the vectors of sentences already held, are reused.
-        triples = self._units_by_doc(snap)
-        owners = [(cid, u) for d in snap.by_doc for cid, u, _ in triples[d]]
-        keys = {u: h for d in snap.by_doc for _, u, h in triples[d]}
-        previous = held[1] if held is not None else None
-        known = previous.row if previous is not None else {}
-        found = self.catalog.cached_vectors(self.model_name, {h for u, h in keys.items() if u not in known})
-        have = sorted(u for u, h in keys.items() if u in known or h in found)
-        if not have:  # an index written without sentence vectors: no similarities, nothing breaks
-            matrix = np.zeros((0, 0), dtype=np.float32)
-        else:
-            reused = np.array([known.get(u, -1) for u in have], dtype=np.int64)
-            fresh = np.flatnonzero(reused < 0)
-            matrix = previous.matrix[np.maximum(reused, 0)] if previous is not None and len(previous) \
-                else np.zeros((len(have), len(next(iter(found.values())))), dtype=np.float32)
-            if len(fresh):
-                matrix[fresh] = np.asarray([found[keys[have[i]]] for i in fresh], dtype=np.float32)
-        vectors = SentenceVectors(have, matrix, owners)
-        self._sentences = (snap.version, vectors)
-        return vectors
+        with self._sentences_lock:  # the rows are appended to in place: one builder at a time
+            held = self._sentences
+            if held is not None and held[0] == snap.version:
+                return held[1]
+            model = self.model_name
+            vectors = SentenceVectors.updated(held[1] if held is not None else None, snap.by_doc,
+                                              self._units_by_doc(snap),
+                                              lambda keys: self.catalog.cached_vectors(model, keys))
+            self._sentences = (snap.version, vectors)
+            return vectors
 
     def _units_by_doc(self, snap: Snapshot) -> dict[str, list[tuple[str, str, str]]]:
         """(chunk id, sentence unit, embedding-cache key) of each document's chunks, in order; kept
@@ -878,8 +895,10 @@ class Index:
             return bool(ids)
 
     def close(self) -> None:
+        """Let go of the catalog and the vector store (and the memory they hold); a later use opens them again."""
         if self._catalog is not None:
             self._catalog.close()
+            self._catalog = None
         if self._store is not None:
             self._store.close()
             self._store = None
