@@ -261,7 +261,7 @@ def _mb(value: float | None):
 def tables(results: list[dict]) -> str:
     build = markdown_table(
         ["chunks", "ingest (s)", "prepare (s)", "embed (s)", "write (s)", "ingest peak RSS (MB)",
-         "with the first whole view (MB)", "disk (MB)",
+         "with the start-up file (MB)", "disk (MB)",
          "catalog (MB)", "chroma (MB)", "catalog load (s)", "BM25 build (s)", "snapshot (s)", "RSS loaded (MB)",
          "peak RSS at snapshot (MB)"],
         [[r["query"]["chunks"], r["ingest"]["ingest_s"], r["ingest"]["prepare_s"], r["ingest"]["embed_s"],

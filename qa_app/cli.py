@@ -149,9 +149,10 @@ def ingest(
     report = run_ingest(paths, index, progress=not quiet, force=force)
     for path, why in report.failed.items():
         _warn(bilingual(f"已跳过 {path}。", f"skipped {path}: {why}"))
-    # The size below builds the whole view (and saves its BM25 for the next start): without the
-    # vector store held open, so the command's peak is the larger of the two, not their sum.
+    # What the next start reads instead of parsing every token list, saved without building a
+    # reader's view and with the vector store let go: the command's peak stays the ingest's.
     index.close()
+    _write_start_file(index)
     typer.echo(_ingest_summary(report) + "\n" + _index_size(index, settings.resolved_data_dir()))
     if report.failed and not (report.added or report.updated or report.unchanged):
         raise typer.Exit(1)
@@ -166,8 +167,19 @@ def _ingest_summary(report) -> str:
         + (f", {failed} failed" if failed else "") + f"; {report.chunks} chunks written.")
 
 
+def _write_start_file(index) -> None:
+    """A start-up file that cannot be written is a start that takes longer, not a failed ingest."""
+    from qa_app.index.errors import StorageError
+
+    try:
+        index.write_start_file()
+    except (OSError, StorageError) as exc:
+        _warn(bilingual(f"未能保存启动文件：{exc}", f"could not save the start-up file: {exc}"))
+
+
 def _index_size(index, where: Path | None = None) -> str:
-    chunks, docs = len(index), len(index.documents())
+    # From the catalog: a count needs no in-memory view of the whole index.
+    chunks, docs = index.catalog.count_chunks(), len(index.catalog.documents())
     at_zh, at_en = (f"（{where}）", f" at {where}") if where else ("", "")
     return bilingual(f"索引{at_zh}：{docs} 个文档，{chunks} 个片段。", f"Index{at_en}: {chunks} chunks in {docs} documents.")
 

@@ -323,6 +323,25 @@ def _saved(index: Index) -> None:
             thread.join(60)
 
 
+def _started(data_dir, seeds_index):
+    """A new process's index, and the documents whose token lists its first view read."""
+    index = Index(Settings(data_dir=data_dir), embeddings=seeds_index.embeddings)
+    whole, some, token_reads = index.catalog.all_chunks, index.catalog.document_chunks, []
+
+    def all_chunks(tokens=True):
+        chunks, lists = whole(tokens)
+        token_reads.extend(sorted({c.doc_id for c in chunks}) if tokens else [])
+        return chunks, lists
+
+    def document_chunks(doc_ids):
+        token_reads.extend(sorted(doc_ids))
+        return some(doc_ids)
+
+    index.catalog.all_chunks, index.catalog.document_chunks = all_chunks, document_chunks
+    index.snapshot()
+    return index, sorted(token_reads)
+
+
 def test_a_new_process_starts_from_the_saved_bm25_brought_up_to_date_by_the_log(tmp_path, seeds_index):
     from qa_app.index.store import BM25_FILE
 
@@ -343,25 +362,7 @@ def test_a_new_process_starts_from_the_saved_bm25_brought_up_to_date_by_the_log(
     assert first.delete_document(gone.name)
     gone.unlink()
 
-    def started(data_dir):
-        """A new process's index, and the documents whose token lists its first view read."""
-        index = Index(Settings(data_dir=data_dir), embeddings=seeds_index.embeddings)
-        whole, some, token_reads = index.catalog.all_chunks, index.catalog.document_chunks, []
-
-        def all_chunks(tokens=True):
-            chunks, lists = whole(tokens)
-            token_reads.extend(sorted({c.doc_id for c in chunks}) if tokens else [])
-            return chunks, lists
-
-        def document_chunks(doc_ids):
-            token_reads.extend(sorted(doc_ids))
-            return some(doc_ids)
-
-        index.catalog.all_chunks, index.catalog.document_chunks = all_chunks, document_chunks
-        index.snapshot()
-        return index, sorted(token_reads)
-
-    later, token_reads = started(data)
+    later, token_reads = _started(data, seeds_index)
     added = next(docs.glob("003_*.txt")).name
     # Every token list but the changed documents' (one added, one deleted) came from the file.
     assert token_reads == sorted([added, gone.name])
@@ -371,12 +372,12 @@ def test_a_new_process_starts_from_the_saved_bm25_brought_up_to_date_by_the_log(
     _saved(later)
 
     (data / BM25_FILE).write_bytes(b"not a numpy file")  # a damaged file is only a missed shortcut
-    damaged, token_reads = started(data)
+    damaged, token_reads = _started(data, seeds_index)
     assert token_reads == sorted(p.name for p in docs.iterdir())
     _same_view(damaged, built, questions)
     _saved(damaged)
     first.catalog.start_version_at(first.catalog.version() + 10)  # versions the log never saw: not trusted
-    skipped, token_reads = started(data)
+    skipped, token_reads = _started(data, seeds_index)
     assert token_reads == sorted(p.name for p in docs.iterdir())
     _same_view(skipped, built, questions)
     _saved(skipped)
@@ -396,6 +397,11 @@ def test_a_whole_view_reads_the_token_lists_a_few_documents_at_a_time_and_surviv
     index.catalog.document_chunks = lambda doc_ids: batches.append(set(doc_ids)) or some(doc_ids)
     assert list(store._token_lists(index.catalog, chunks, batch_chunks=50)) == lists
     assert len(batches) == 3 and set().union(*batches) == {p.name for p in docs.iterdir()}  # one document a batch here
+    # What the start-up file is built from: the same, by document.
+    by_doc = list(store._document_tokens(index.catalog, index.catalog.chunk_counts(), batch_chunks=50))
+    assert [d for d, _, _ in by_doc] == sorted(p.name for p in docs.iterdir())
+    assert [i for _, ids, _ in by_doc for i in ids] == [c.chunk_id for c in chunks]
+    assert [t for _, _, lists_ in by_doc for t in lists_] == lists and len(batches) == 6
 
     # Another writer replaces a document between the reading of the chunks and of their token lists.
     edited = next(docs.glob("001_*.txt"))
@@ -407,3 +413,21 @@ def test_a_whole_view_reads_the_token_lists_a_few_documents_at_a_time_and_surviv
     for c, old, got in zip(chunks, lists, streamed):
         assert got == (old if c.chunk_id in now else [])
     assert any(c.chunk_id not in now for c in chunks)
+
+
+def test_the_start_file_an_ingest_leaves_is_what_the_next_process_starts_from(tmp_path, seeds_index):
+    from qa_app.index.store import BM25_FILE
+
+    from .test_integrity import data_dir_with_cache
+
+    docs = _three_seeds(tmp_path)
+    data = data_dir_with_cache(tmp_path / "a", seeds_index)
+    index = Index(Settings(data_dir=data), embeddings=seeds_index.embeddings)
+    ingest([docs], index, progress=False)
+    index.close()
+    assert index.write_start_file() and (data / BM25_FILE).is_file()
+    later, token_reads = _started(data, seeds_index)
+    assert token_reads == []  # not one token list parsed
+    built = Index(Settings(data_dir=data_dir_with_cache(tmp_path / "b", seeds_index)), embeddings=seeds_index.embeddings)
+    ingest([docs], built, progress=False)
+    _same_view(later, built, _dev_questions(10))

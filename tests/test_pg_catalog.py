@@ -95,7 +95,7 @@ def _doc(doc_id: str, n: int, year: int = 2024, text: str = "文本", sha: str |
 # --- the contract, against both backends --------------------------------------------------------------
 def test_a_new_catalog_is_empty_and_named(open_catalog):
     cat = open_catalog()
-    assert cat.version() == 0 and cat.documents() == [] and cat.count_chunks() == 0
+    assert cat.version() == 0 and cat.documents() == [] and cat.count_chunks() == 0 and cat.chunk_counts() == {}
     assert cat.all_chunks() == ([], []) and cat.count_cached() == 0
     ident = cat.identity()
     assert ident and len(ident) == 32
@@ -121,6 +121,7 @@ def test_documents_and_chunks_round_trip_in_code_point_order(open_catalog):
     part, part_tokens = cat.document_chunks(["中文.txt", "Z.txt"])
     assert [c.chunk_id for c in part] == ["Z.txt#0", "Z.txt#1", "中文.txt#0", "中文.txt#1", "中文.txt#2"]
     assert len(part_tokens) == 5
+    assert cat.chunk_counts() == {"b.txt": 3, "Z.txt": 2, "中文.txt": 3, "a.txt": 3}
     assert [c.chunk_id for c in cat.chunks(["中文.txt#1", "a.txt#2"])] == ["a.txt#2", "中文.txt#1"]
     assert cat.sources()["a.txt"] == "/src/a.txt"
     assert cat.count_chunks() == 11 and cat.chunk_count_mismatches() == {}

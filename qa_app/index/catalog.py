@@ -399,6 +399,9 @@ class Catalog:
     def count_chunks(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
 
+    def chunk_counts(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT doc_id, COUNT(*) FROM chunks GROUP BY doc_id").fetchall())
+
     def unreadable_tokens(self) -> list[str]:
         """Chunk ids whose stored token list does not parse (BM25 could not be rebuilt from them)."""
         return unreadable_token_ids(self.db.execute("SELECT chunk_id, tokens FROM chunks"))

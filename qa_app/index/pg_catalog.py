@@ -301,6 +301,9 @@ class PgCatalog:
     def count_chunks(self) -> int:
         return self._rows(f"SELECT COUNT(*) FROM {PREFIX}chunks")[0][0]
 
+    def chunk_counts(self) -> dict[str, int]:
+        return dict(self._rows(f"SELECT doc_id, COUNT(*) FROM {PREFIX}chunks GROUP BY doc_id"))
+
     def unreadable_tokens(self) -> list[str]:
         return unreadable_token_ids(self._rows(f"SELECT chunk_id, tokens FROM {PREFIX}chunks"))
 

@@ -209,6 +209,28 @@ def _token_lists(catalog: IndexCatalog, chunks: list[Chunk], batch_chunks: int =
         yield from read(batch)
 
 
+def _document_tokens(catalog: IndexCatalog, counts: dict[str, int], batch_chunks: int = TOKEN_BATCH
+                     ) -> Iterator[tuple[str, list[str], list[list[str]]]]:
+    """(document, its chunk ids, their token lists), read whole documents about ``batch_chunks``
+    chunks at a time (``counts``: chunks by document)."""
+    def read(batch: list[str]) -> Iterator[tuple[str, list[str], list[list[str]]]]:
+        chunks, lists = catalog.document_chunks(batch)
+        for doc_id, group in groupby(zip(chunks, lists), key=lambda pair: pair[0].doc_id):
+            group = list(group)
+            yield doc_id, [c.chunk_id for c, _ in group], [toks for _, toks in group]
+
+    batch: list[str] = []
+    size = 0
+    for doc_id in sorted(counts):
+        batch.append(doc_id)
+        size += counts[doc_id]
+        if size >= batch_chunks:
+            yield from read(batch)
+            batch, size = [], 0
+    if batch:
+        yield from read(batch)
+
+
 class CachedVectors:
     """Chunk vectors rebuilt from the embedding cache, searched exactly (the read-only fallback for Chroma)."""
 
@@ -539,6 +561,23 @@ class Index:
                 log.info("could not save %s: %s", BM25_FILE, exc)
 
         threading.Thread(target=save, name="save-bm25").start()
+
+    def write_start_file(self) -> bool:
+        """Save BM25 for the next process's start, as a first view would, but built from the
+        catalog's token lists a few documents at a time without the view itself (chunk texts,
+        corpus, sentence vectors): what `qa-app ingest` leaves behind, so that its peak memory is
+        the ingest's. False when there is nothing to save or no folder to save it in."""
+        catalog = self.catalog
+        if not self.writable:
+            return False
+        identity = catalog.identity()
+        version = catalog.version()  # read before the content, as snapshot() does
+        counts = catalog.chunk_counts()
+        if not identity or not counts:
+            return False
+        bm25 = BM25Index.from_documents(_document_tokens(catalog, counts))
+        bm25.save(self.data_dir / BM25_FILE, {"catalog": identity, "version": version})
+        return True
 
     @property
     def bm25(self) -> BM25Index:
