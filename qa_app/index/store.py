@@ -194,19 +194,17 @@ def _token_lists(catalog: IndexCatalog, chunks: list[Chunk], batch_chunks: int =
     """Each chunk's token list, in order, read whole documents at a time. A chunk that another
     writer replaced since ``chunks`` was read gets an empty list: the change log names its
     document, so the next view reloads it."""
-    def read(batch: list[Chunk]) -> Iterator[list[str]]:
-        found, lists = catalog.document_chunks({c.doc_id for c in batch})
-        by_id = {c.chunk_id: toks for c, toks in zip(found, lists)}
-        return (by_id.get(c.chunk_id, []) for c in batch)
-
-    batch: list[Chunk] = []
-    for _, part in groupby(chunks, key=lambda c: c.doc_id):
-        batch.extend(part)
-        if len(batch) >= batch_chunks:
-            yield from read(batch)
-            batch = []
-    if batch:
-        yield from read(batch)
+    # Both streams run in document-id order, the catalog's.
+    stream = _document_tokens(catalog, Counter(c.doc_id for c in chunks), batch_chunks)
+    pending = next(stream, None)
+    for doc_id, part in groupby(chunks, key=lambda c: c.doc_id):
+        held: dict[str, list[str]] = {}
+        while pending is not None and pending[0] <= doc_id:
+            if pending[0] == doc_id:
+                held = dict(zip(pending[1], pending[2]))
+            pending = next(stream, None)
+        for c in part:
+            yield held.get(c.chunk_id, [])
 
 
 def _document_tokens(catalog: IndexCatalog, counts: dict[str, int], batch_chunks: int = TOKEN_BATCH
