@@ -36,8 +36,9 @@ def _document(doc_id: str, sentences: list[str], per_chunk: int = 3) -> tuple:
     return tuple(chunks)
 
 
-def _triples(by_doc: dict[str, tuple]) -> dict[str, list[tuple[str, str, str]]]:
-    return {d: [(c.chunk_id, u, "h" + u) for c in part for u in units(c.norm)] for d, part in by_doc.items()}
+def _triples(part: tuple) -> list[tuple[str, str, str]]:
+    """(chunk id, unit, cache key) of a document's chunks."""
+    return [(c.chunk_id, u, "h" + u) for c in part for u in units(c.norm)]
 
 
 def _fetch(asked: list[set[str]]):
@@ -60,7 +61,7 @@ def test_a_view_changed_document_by_document_answers_like_one_built_whole_and_ol
     docs = {"a": pool[:200], "b": pool[200:500], "c": pool[500:700]}
     by_doc = {d: _document(d, s) for d, s in sorted(docs.items())}
     asked: list[set[str]] = []
-    view = SentenceVectors.updated(None, by_doc, _triples(by_doc), _fetch(asked))
+    view = SentenceVectors.updated(None, by_doc, _triples, _fetch(asked))
     kept = []  # (a view, what it answered when it was the newest)
     rows_seen = {id(view.rows)}
     at = 700
@@ -76,11 +77,11 @@ def test_a_view_changed_document_by_document_answers_like_one_built_whole_and_ol
             at += size
         by_doc = dict(sorted(by_doc.items()))
         asked.clear()
-        view = SentenceVectors.updated(view, by_doc, _triples(by_doc), _fetch(asked))
+        view = SentenceVectors.updated(view, by_doc, _triples, _fetch(asked))
         rows_seen.add(id(view.rows))
         # Only the changed document's new sentences were looked up.
         assert set().union(*asked) <= ({"h" + u for c in by_doc[doc] for u in units(c.norm)} if size else set())
-        whole = SentenceVectors.updated(None, by_doc, _triples(by_doc), _fetch([]))
+        whole = SentenceVectors.updated(None, by_doc, _triples, _fetch([]))
         probe = [u for part in by_doc.values() for c in part[:5] for u in units(c.norm)]
         assert view.chunk_ids == whole.chunk_ids == [c.chunk_id for part in by_doc.values() for c in part]
         assert _answers(view, queries, probe) == _answers(whole, queries, probe)
@@ -96,7 +97,7 @@ def test_ties_go_to_the_earlier_chunk_and_chunks_without_sentences_are_never_ret
     same = pool[0]
     by_doc = {"a": (Chunk("a#0", "a", 0, "短", "短", "", 0, 1),), "b": _document("b", [same, pool[1]], 1),
               "c": _document("c", [same], 1)}
-    view = SentenceVectors.updated(None, by_doc, _triples(by_doc), _fetch([]))
+    view = SentenceVectors.updated(None, by_doc, _triples, _fetch([]))
     q = np.asarray(_vector(units(by_doc["c"][0].norm)[0]), dtype=np.float32)
     hits = view.best_chunks(q, 10)
     assert [c for c, _ in hits[:2]] == ["b#0", "c#0"] and hits[0][1] == hits[1][1]

@@ -107,21 +107,22 @@ class SentenceVectors:
 
     @classmethod
     def updated(cls, previous: "SentenceVectors | None", by_doc: dict[str, tuple],
-                triples: dict[str, list[tuple[str, str, str]]],
+                triples_of: Callable[[tuple], list[tuple[str, str, str]]],
                 fetch: Callable[[set[str]], dict[str, list[float]]]) -> "SentenceVectors":
         """The view of ``by_doc`` (a snapshot's chunks by document, in its order), reusing
-        ``previous``'s parts of the documents whose chunks are the same tuple. ``triples``: each
-        document's (chunk id, unit, cache key); ``fetch``: cached vectors by key (a unit missing
-        there, written before sentence vectors were, has no row and no pairs)."""
+        ``previous``'s parts of the documents whose chunks are the same tuple. ``triples_of``: a
+        document's chunks → their (chunk id, unit, cache key), asked of changed documents only;
+        ``fetch``: cached vectors by key (a unit missing there, written before sentence vectors
+        were, has no row and no pairs)."""
         rows = previous.rows if previous is not None else SentenceRows()
         old = previous.parts if previous is not None else {}
-        changed = [d for d, chunks in by_doc.items() if d not in old or old[d].chunks is not chunks]
-        wanted = {u: h for d in changed for _, u, h in triples[d] if u not in rows.row}
+        triples = {d: triples_of(chunks) for d, chunks in by_doc.items() if d not in old or old[d].chunks is not chunks}
+        wanted = {u: h for t in triples.values() for _, u, h in t if u not in rows.row}
         if wanted:
             found = fetch(set(wanted.values()))
             keys = [u for u, h in wanted.items() if h in found]
             rows.add(keys, [found[wanted[u]] for u in keys])
-        fresh = {d: DocSentences.of(by_doc[d], triples[d], rows) for d in changed}
+        fresh = {d: DocSentences.of(by_doc[d], t, rows) for d, t in triples.items()}
         out = cls(rows, {d: fresh[d] if d in fresh else old[d] for d in by_doc})
         live = np.count_nonzero(np.bincount(out._pair_row, minlength=out.fill)) if out.fill else 0
         return out.compacted() if out.fill - live > max(live, 1024) else out

@@ -268,8 +268,6 @@ class Index:
         self._catalog_unreachable: StorageError | None = None
         self._sentences: tuple[int, SentenceVectors] | None = None
         self._sentences_lock = threading.Lock()
-        # Each document's (chunk id, unit, cache key) triples, by the chunk tuple they were read from.
-        self._doc_units: dict[str, tuple[tuple[Chunk, ...], list[tuple[str, str, str]]]] = {}
         self._from_cache: tuple[int, CachedVectors] | None = None
         self._write_depth = 0  # writing() blocks open in the thread holding the writer lock
         self._sources: dict[str, str] | None = None  # what sources.json says, as last written here
@@ -301,7 +299,6 @@ class Index:
             raise
         self._catalog_error = None
         self._snap, self._sentences, self._from_cache = None, None, None
-        self._doc_units = {}
         self._version_fresh_until = 0.0
         return cat
 
@@ -818,26 +815,13 @@ class Index:
             held = self._sentences
             if held is not None and held[0] == snap.version:
                 return held[1]
-            model = self.model_name
-            vectors = SentenceVectors.updated(held[1] if held is not None else None, snap.by_doc,
-                                              self._units_by_doc(snap),
-                                              lambda keys: self.catalog.cached_vectors(model, keys))
+            model, limit = self.model_name, self.settings.embedding_max_chars
+            vectors = SentenceVectors.updated(
+                held[1] if held is not None else None, snap.by_doc,
+                lambda part: [(c.chunk_id, u, text_hash(u[:limit])) for c in part for u in units(c.norm)],
+                lambda keys: self.catalog.cached_vectors(model, keys))
             self._sentences = (snap.version, vectors)
             return vectors
-
-    def _units_by_doc(self, snap: Snapshot) -> dict[str, list[tuple[str, str, str]]]:
-        """(chunk id, sentence unit, embedding-cache key) of each document's chunks, in order; kept
-        for the next view, so only documents whose chunks changed are split again."""
-        limit = self.settings.embedding_max_chars
-        kept = self._doc_units
-        out = {}
-        for d, part in snap.by_doc.items():
-            held = kept.get(d)
-            if held is None or held[0] is not part:
-                held = (part, [(c.chunk_id, u, text_hash(u[:limit])) for c in part for u in units(c.norm)])
-            out[d] = held
-        self._doc_units = out
-        return {d: triples for d, (_, triples) in out.items()}
 
     def query_vector(self, text: str) -> np.ndarray:
         return np.asarray(self.embeddings.embed_query(text), dtype=np.float32)
