@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import json
 import sys
 from collections import Counter, defaultdict
@@ -297,6 +298,62 @@ def fit_decider(records: list[dict], kind: str, ranker: Linear, l2: float) -> Li
     return Linear(DECISION, tuple(mean.tolist()), tuple(scale.tolist()), tuple(w[:-1].tolist()), float(w[-1]))
 
 
+class Boosted:
+    """Gradient-boosted trees (scikit-learn) in place of a linear ranker or decider, for a replay
+    only (``fit --boosted``): the shipped file holds linear models. Scores are computed for all
+    rows at once and looked up by row (the replay asks for each row many times)."""
+
+    def __init__(self, clf, rows: list[list[float]]):
+        import numpy as np
+
+        self.clf, self.names = clf, ()
+        p = clf.predict_proba(np.asarray(rows))[:, 1] if rows else []
+        self._p = {id(r): float(v) for r, v in zip(rows, p)}
+
+    def probability(self, row) -> float:
+        import numpy as np
+
+        p = self._p.get(id(row))
+        return p if p is not None else float(self.clf.predict_proba(np.asarray([row]))[0, 1])
+
+    def score(self, row) -> float:  # the ranker's log-odds
+        p = min(max(self.probability(row), 1e-6), 1 - 1e-6)
+        return math.log(p / (1 - p))
+
+
+def _trees(leaves: int, leaf: int, rounds: int):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(max_iter=rounds, learning_rate=0.05, max_leaf_nodes=leaves,
+                                          min_samples_leaf=leaf, l2_regularization=1.0, random_state=0)
+
+
+def fit_boosted(records: list[dict], own: list[dict], kind: str, every: list[dict]):
+    """The ranker as a classifier of candidates (each set weighing the same), the decider on its
+    best; ``every``: all records the replay will read (their rows are scored once)."""
+    import numpy as np
+
+    key = _rowkey(kind)
+    x, y, sets = [], [], []
+    for r in records:
+        for call in r["calls"]:
+            if len(call["labels"]) >= 2 and any(call["labels"]) and not all(call["labels"]):
+                x += call[key]
+                y += call["labels"]
+                sets += [r["set"]] * len(call["labels"])
+    w = np.asarray(_set_weights(sets)) * len(sets)
+    rows = [row for r in every for call in r["calls"] for row in (call[key] or ())]
+    ranker = Boosted(_trees(15, 40, 200).fit(np.asarray(x), np.asarray(y), sample_weight=w), rows)
+    data = _decision_rows(own, kind, ranker)
+    xd = np.asarray([row for _, _, row, _ in data])
+    yd = np.asarray([r["answerable"] and any(call["labels"]) for r, call, _, _ in data])
+    if len(set(yd.tolist())) < 2:  # every item answerable (or none): nothing to learn but that
+        return ranker, SimpleNamespace(probability=lambda row, p=float(yd[0]) if len(yd) else 0.0: p)
+    wd = np.asarray(_set_weights([r["set"] for r, _, _, _ in data])) * len(data)
+    decider = Boosted(_trees(7, 30, 100).fit(xd, yd, sample_weight=wd), [])
+    return ranker, decider
+
+
 def replay(record: dict, model: SentenceModel | None) -> tuple[bool, bool]:
     """(refused, outcome ok) of one item: as recorded when the answerer chose nothing or several
     times (compound questions, lists), else the model's choice and decision."""
@@ -411,6 +468,9 @@ def main() -> None:
     f.add_argument("--dry-run", action="store_true", help="print the table, write nothing")
     f.add_argument("--measure", type=Path, nargs="*", default=[],
                    help="dumps replayed in the table but never fitted on (e.g. a --withhold dump)")
+    f.add_argument("--boosted", action="store_true",
+                   help="gradient-boosted trees (scikit-learn) instead of the linear models: the table only, "
+                        "nothing written (an experiment; the shipped file holds linear models)")
     f.add_argument("--drop", default="", help="candidate features to zero before fitting (comma-separated names "
                                                "of LEXICAL that are also candidate attributes): an ablation")
     args = ap.parse_args()
@@ -427,6 +487,9 @@ def main() -> None:
     if args.drop:
         ablate(records, args.drop.split(","))
     tune = [r for r in records if r["half"] == "tune"]
+    measured = load_dumps(args.measure) if args.measure else []
+    if args.drop:
+        ablate(measured, args.drop.split(","))
     rankers, deciders = {}, {}
     for kind in ("semantic", "lexical"):
         own = [r for r in tune if key_for(r) == kind]
@@ -436,6 +499,10 @@ def main() -> None:
         # depends on where the passages come from (an index's ranking, or handed over as they
         # are), so each decider learns from the sets of its own kind.
         # (With no set of a kind at hand, every set stands in for it.)
+        if args.boosted:
+            rankers[kind], deciders[kind] = fit_boosted(tune if kind == "lexical" or not own else own, own or tune, kind,
+                                                        records + measured)
+            continue
         rankers[kind] = fit_ranker(tune if kind == "lexical" or not own else own, kind, names, args.l2)
         deciders[kind] = fit_decider(own or tune, kind, rankers[kind], args.l2)
     sets = sorted({r["set"] for r in tune})
@@ -449,10 +516,9 @@ def main() -> None:
         model = replace(model, thresholds={**model.thresholds, kind: operating_point(curves[kind], min_refused)})
     print(f"thresholds {model.thresholds} (tune half; at least {args.min_refused:.0%} / {args.min_refused_lexical:.0%} "
           "of unanswerable items refused)\n")
-    measured = load_dumps(args.measure) if args.measure else []
-    if args.drop:
-        ablate(measured, args.drop.split(","))
     print(table(records + measured, model))
+    if args.boosted:
+        return
     for kind in rankers:
         print(f"\nranker {kind}: " + ", ".join(f"{n} {w:+.2f}" for n, w in zip(rankers[kind].names, rankers[kind].coef)))
         print(f"decider {kind}: " + ", ".join(f"{n} {w:+.2f}" for n, w in zip(deciders[kind].names, deciders[kind].coef)))

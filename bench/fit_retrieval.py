@@ -45,13 +45,15 @@ def _searchers(data_dir: str):
 def _record(searcher, set_name: str, item_id: str, question: str, holds) -> dict | None:
     """``holds(doc_id, text)``: does this chunk hold the answer's evidence."""
     from qa_app.index.query import Query
+    from qa_app.index.scope import resolve as resolve_scope
 
     query = Query.parse(question)
     snap = searcher.index.snapshot()
-    allowed = searcher.allowed(query, snap)
+    scope = resolve_scope(query.norm, list(snap.docs.values()))
+    allowed = searcher.allowed(query, snap, scope=scope)
     if allowed is not None and not allowed:
         return None
-    lexical, dense, sentences, _ = searcher.channels(query, allowed, snap)
+    lexical, dense, sentences, _ = searcher.channels(query, allowed, snap, framing=scope.framing)
     ids, rows = fusion.feature_rows(lexical, dense, sentences, snap, query, searcher.settings.candidates)
     labels = [bool(holds(snap.chunks[c].doc_id, snap.chunks[c].text)) for c in ids]
     by_hand = searcher.search(query, 10, snap=snap)

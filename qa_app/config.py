@@ -133,6 +133,12 @@ class Settings(BaseSettings):
     # 0.5, recall@5 rose on the tune halves (paraphrase 0.89 → 0.95, provinces 0.85 → 0.87) but
     # answer accuracy there did not (0.830 → 0.824; bench/calibrate.py --grid sentence_weight=0,0.5).
     sentence_weight: float = 0.0
+    # Once the places a question names have chosen the documents, their words leave the search:
+    # "lexical" leaves them out of BM25 (as terms they favoured the chunks repeating a place's
+    # name: provinces recall@5 0.90 → 0.97), "all" out of the question's vector too (paraphrase
+    # up, but the provinces lost refusals), "kept" searches with them (stop 22 and before).
+    # bench/calibrate.py --grid place_words=kept,lexical,all; see the README's stop-23 notes.
+    place_words: Literal["kept", "lexical", "all"] = "lexical"
     # Questions naming a year prefer chunks (and reports) about that year.
     year_boost: float = 0.6
     # Questions naming a report ("政府工作报告", "十三五规划") prefer its chunks.

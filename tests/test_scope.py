@@ -166,3 +166,43 @@ def test_sentence_ranking_finds_a_fact_inside_a_long_chunk(seeds_index):
     assert passages and all("sentence" in p.scores for p in passages)
     assert any("地区生产总值预计增长6%" in p.chunk.text for p in passages)
     assert max(p.scores["sentence"] for p in passages) > 0.5  # cosine of the question with its closest sentence
+
+
+def test_place_names_choose_the_documents_then_leave_the_search():
+    docs = [doc("anhui.txt", "安徽"), doc("henan.txt", "河南"), DocumentInfo("news.txt", "一则新闻")]
+    only_scoped = docs[:2]
+    assert resolve("2025年安徽省GDP增长多少？", only_scoped).framing == ("安徽省",)
+    # A document of no known place may need the name to be found: it stays a search term.
+    assert resolve("2025年安徽省GDP增长多少？", docs).framing == ()
+    assert resolve("2025年GDP增长多少？", only_scoped).framing == ()
+    from qa_app.index.query import Query
+
+    query = Query.parse("2025年安徽省GDP增长多少？")
+    kept = query.bm25_tokens(("安徽省",))
+    assert "安徽省" in query.bm25_tokens() and not any("安徽" in t for t in kept) and "gdp" in kept
+    assert Query.parse("安徽省").bm25_tokens(("安徽省",)) == Query.parse("安徽省").bm25_tokens()  # nothing else left
+    # QA_PLACE_WORDS=all: the question's vector is made from what is left.
+    assert "安徽" not in query.without(("安徽省",)).norm and query.without(("安徽省",)).years == [2025]
+    assert Query.parse("安徽省").without(("安徽省",)).norm == "安徽省"
+
+
+@needs_provinces
+def test_a_place_name_no_longer_pulls_up_the_chunks_that_repeat_it(provinces_assistant):
+    from qa_app.index.hybrid import HybridSearcher
+    from qa_app.index.query import Query
+
+    index = provinces_assistant.index
+    snap = index.snapshot()
+    question = "安徽今年（2026年）城镇要新增多少人就业？"
+    scope = resolve(question, list(snap.docs.values()))
+    assert scope.framing == ("安徽",)
+    mask = snap.allowed_mask(HybridSearcher(index).allowed(Query.parse(question), snap, scope=scope))
+    query = Query.parse(question)
+
+    def rank(tokens):
+        hits = snap.bm25.search(tokens, 40, mask)
+        return next(i for i, (cid, _) in enumerate(hits, 1) if "城镇新增就业68万人左右" in snap.chunks[cid].norm)
+
+    assert rank(query.bm25_tokens(scope.framing)) < rank(query.bm25_tokens())
+    passages = provinces_assistant.ask(question).passages
+    assert any("城镇新增就业68万人左右" in p.chunk.norm for p in passages[:3])

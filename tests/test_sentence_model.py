@@ -61,7 +61,7 @@ def test_model_and_thresholds_both_answer_the_dev_set_well(seeds_index):
         assert refused / sum(1 for i in items if not i.answerable) >= 0.85, (name, refused)
 
 
-def test_fit_answerer_dumps_fits_and_writes_a_loadable_model(seeds_index, tmp_path, monkeypatch):
+def test_fit_answerer_dumps_fits_and_writes_a_loadable_model(seeds_index, tmp_path, monkeypatch, capsys):
     sys.path.insert(0, str(ROOT / "bench"))
     import fit_answerer
 
@@ -97,3 +97,11 @@ def test_fit_answerer_dumps_fits_and_writes_a_loadable_model(seeds_index, tmp_pa
     # A higher threshold refuses at least as many answerable items.
     refusals = [p[2] for p in points]
     assert refusals == sorted(refusals)
+
+    # The boosted-trees experiment replays the same dump and writes nothing.
+    boosted = tmp_path / "boosted.json"
+    monkeypatch.setattr(sys, "argv", ["fit_answerer", "fit", str(dump), "--boosted", "--out", str(boosted),
+                                      "--min-refused-lexical", "0"])
+    fit_answerer.main()
+    assert not boosted.exists()
+    assert "| small.jsonl | tune |" in capsys.readouterr().out

@@ -118,13 +118,14 @@ class HybridSearcher:
         query = question if isinstance(question, Query) else Query.parse(question)
         k = k or s.top_k
         snap = snap or self.index.snapshot()  # one consistent view for the whole search
+        scope = scope if scope is not None else resolve_scope(query.norm, list(snap.docs.values()))
         allowed = self.allowed(query, snap, filters, scope)
         if allowed is not None and not allowed:
             return []
         learned = s.fusion == "model"
         dense_weight = s.dense_weight_latin if query.latin else s.dense_weight
         lexical, dense, sentences, qv = self.channels(query, allowed, snap, learned or dense_weight > 0,
-                                                      learned or s.sentence_weight > 0)
+                                                      learned or s.sentence_weight > 0, scope.framing)
         hidden = filters.without_chunks if filters is not None else frozenset()
         if hidden:
             lexical, dense, sentences = ([h for h in hits if h[0] not in hidden] for hits in (lexical, dense, sentences))
@@ -167,14 +168,18 @@ class HybridSearcher:
             allowed = set(scope.allowed) if allowed is None else allowed & scope.allowed
         return allowed
 
-    def channels(self, query: Query, allowed: set[str] | None, snap: Snapshot, dense: bool = True, sentences: bool = True):
-        """The three rankings of the allowed chunks, ``candidates`` deep: BM25, the chunk vectors
-        (when ``dense``), the chunks' closest sentences (when ``sentences``); and the question's
-        vector (None without the dense side)."""
+    def channels(self, query: Query, allowed: set[str] | None, snap: Snapshot, dense: bool = True, sentences: bool = True,
+                 framing: tuple[str, ...] = ()):
+        """The three rankings of the allowed chunks, ``candidates`` deep: BM25 (without the
+        ``framing`` words, ``QuestionScope.framing``), the chunk vectors (when ``dense``), the
+        chunks' closest sentences (when ``sentences``); and the question's vector (None without
+        the dense side; without the ``framing`` words too when ``place_words`` is "all")."""
         n = self.settings.candidates
+        framing = framing if self.settings.place_words != "kept" else ()
         mask = snap.allowed_mask(allowed)
-        lexical = snap.bm25.search(query.bm25_tokens(), n, mask)
-        qv = self.index.question_vector(query) if dense and snap.chunks else None
+        lexical = snap.bm25.search(query.bm25_tokens(framing), n, mask)
+        meant = query.without(framing) if framing and self.settings.place_words == "all" else query
+        qv = self.index.question_vector(meant) if dense and snap.chunks else None
         by_chunk = self.index.dense_search(query.dense_text, n, allowed, snap, qv) if qv is not None else []
         by_sentence: list[tuple[str, float]] = []
         if qv is not None and sentences:

@@ -56,6 +56,12 @@ def translate_terms(text: str) -> list[str]:
     return [term for _, terms in glossary_matches(text) for term in terms]
 
 
+def _strip(text: str, words: tuple[str, ...]) -> str:
+    for word in sorted(set(words), key=len, reverse=True):
+        text = text.replace(word, " ")
+    return text
+
+
 @dataclass
 class Query:
     text: str  # as asked
@@ -94,8 +100,15 @@ class Query:
     def lexical_text(self) -> str:
         return " ".join([self.norm, *self.expansion])
 
-    def bm25_tokens(self) -> list[str]:
-        return tokens(self.lexical_text)
+    def bm25_tokens(self, without: tuple[str, ...] = ()) -> list[str]:
+        """The BM25 query; ``without``: words left out (a scope's place names), unless nothing
+        else would be left."""
+        return tokens(_strip(self.lexical_text, without)) or tokens(self.lexical_text)
+
+    def without(self, words: tuple[str, ...]) -> "Query":
+        """The question with these words left out (itself when nothing else would be left)."""
+        rest = _strip(self.norm, words).strip()
+        return Query.parse(rest) if rest else self
 
     def title_terms(self) -> list[str]:
         """Longer terms that may name a report ("政府工作报告", "第十三个五年")."""

@@ -36,6 +36,10 @@ class QuestionScope:
     named: tuple[Place, ...] = ()  # the places the question names
     allowed: frozenset[str] | None = None  # the documents the question may be answered from (None: all)
     anchor_year: int | None = None  # what 今年 means for this question
+    # The words naming those places, when the documents allowed are exactly the reports about
+    # them: the words have done their work in choosing the documents, and as search terms they
+    # would only favour the chunks that repeat a place's name (titles, datelines, prefaces).
+    framing: tuple[str, ...] = ()
 
     @property
     def out_of_scope(self) -> bool:
@@ -87,14 +91,17 @@ def resolve(text: str, docs: list[DocumentInfo]) -> QuestionScope:
     named = tuple(p for p in named if not any(q.code != p.code and g.contains(p, q) for q in named))
     unscoped = {d.doc_id for d in docs if not d.scope.place_code}
     allowed: frozenset[str] | None = None
+    framing: tuple[str, ...] = ()
     if named:
         ids: set[str] = set()
         for place in named:
             ids |= _docs_for(place, docs)
         # A question naming a covered place and an uncovered one ("海淀区引进的上海企业") is about the covered one.
         allowed = frozenset(ids | unscoped)
+        if ids and not unscoped:  # a document of no known place may need the name to be found
+            framing = tuple(dict.fromkeys(w for _, w, _ in found))
     in_scope = [d for d in docs if allowed is None or d.doc_id in allowed]
-    return QuestionScope(named, allowed, _anchor_year(in_scope))
+    return QuestionScope(named, allowed, _anchor_year(in_scope), framing)
 
 
 def _anchor_year(docs: list[DocumentInfo]) -> int | None:
