@@ -175,6 +175,8 @@ def test_place_names_choose_the_documents_then_leave_the_search():
     # A document of no known place may need the name to be found: it stays a search term.
     assert resolve("2025年安徽省GDP增长多少？", docs).framing == ()
     assert resolve("2025年GDP增长多少？", only_scoped).framing == ()
+    # A place no report covers is what the question is about, not where: it stays.
+    assert resolve("安徽省引进了多少家上海企业？", only_scoped).framing == ("安徽省",)
     from qa_app.index.query import Query
 
     query = Query.parse("2025年安徽省GDP增长多少？")

@@ -99,7 +99,8 @@ def resolve(text: str, docs: list[DocumentInfo]) -> QuestionScope:
         # A question naming a covered place and an uncovered one ("海淀区引进的上海企业") is about the covered one.
         allowed = frozenset(ids | unscoped)
         if ids and not unscoped:  # a document of no known place may need the name to be found
-            framing = tuple(dict.fromkeys(w for _, w, _ in found))
+            # Only the names of places whose reports were chosen: "海淀区引进的上海企业" still searches for 上海.
+            framing = tuple(dict.fromkeys(w for _, w, p in found if _docs_for(p, docs)))
     in_scope = [d for d in docs if allowed is None or d.doc_id in allowed]
     return QuestionScope(named, allowed, _anchor_year(in_scope), framing)
 
