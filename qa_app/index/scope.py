@@ -93,14 +93,13 @@ def resolve(text: str, docs: list[DocumentInfo]) -> QuestionScope:
     allowed: frozenset[str] | None = None
     framing: tuple[str, ...] = ()
     if named:
-        ids: set[str] = set()
-        for place in named:
-            ids |= _docs_for(place, docs)
+        reports = {p: _docs_for(p, docs) for _, _, p in found}  # every place written, 北京 of 北京海淀区 too
+        ids: set[str] = set().union(*(reports[p] for p in named))
         # A question naming a covered place and an uncovered one ("海淀区引进的上海企业") is about the covered one.
         allowed = frozenset(ids | unscoped)
         if ids and not unscoped:  # a document of no known place may need the name to be found
             # Only the names of places whose reports were chosen: "海淀区引进的上海企业" still searches for 上海.
-            framing = tuple(dict.fromkeys(w for _, w, p in found if _docs_for(p, docs)))
+            framing = tuple(dict.fromkeys(w for _, w, p in found if reports[p]))
     in_scope = [d for d in docs if allowed is None or d.doc_id in allowed]
     return QuestionScope(named, allowed, _anchor_year(in_scope), framing)
 
