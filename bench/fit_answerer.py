@@ -222,21 +222,23 @@ def _set_weights(sets: list[str]) -> list[float]:
     return [1.0 / (len(counts) * counts[s]) for s in sets]
 
 
+def _choices(records: list[dict], kind: str) -> list[tuple[list[list[float]], list[bool], str]]:
+    """(candidate rows, labels, set) of every choice a ranker can learn from: two candidates at
+    least, some holding the answer and some not."""
+    return [(call[_rowkey(kind)], call["labels"], r["set"]) for r in records for call in r["calls"]
+            if len(call["labels"]) >= 2 and any(call["labels"]) and not all(call["labels"])]
+
+
 def fit_ranker(records: list[dict], kind: str, names: tuple[str, ...], l2: float) -> Linear:
     """Conditional logit: for each question whose candidates include one that holds the answer,
     maximise the softmax probability of those, against its other candidates."""
     import numpy as np
     from scipy.optimize import minimize
 
-    groups, sets = [], []
-    for r in records:
-        for call in r["calls"]:
-            ys = np.asarray(call["labels"], dtype=bool)
-            if len(ys) >= 2 and ys.any() and not ys.all():
-                groups.append((np.asarray(call[_rowkey(kind)], dtype=float), ys))
-                sets.append(r["set"])
+    choices = _choices(records, kind)
+    groups = [(np.asarray(rows, dtype=float), np.asarray(ys, dtype=bool)) for rows, ys, _ in choices]
     mean, scale = _standardise(np.vstack([x for x, _ in groups]))
-    weights = _set_weights(sets)
+    weights = _set_weights([s for _, _, s in choices])
     groups = [((x - mean) / scale, y) for x, y in groups]
 
     def loss(w):
@@ -272,18 +274,23 @@ def _decision_rows(records: list[dict], kind: str, ranker: Linear):
     return out
 
 
+def _decisions(records: list[dict], kind: str, ranker) -> tuple[list[list[float]], list[bool], list[float]]:
+    """The decider's rows, whether each item's candidates hold the answer at all, and the set weights."""
+    data = _decision_rows(records, kind, ranker)
+    return ([row for _, _, row, _ in data], [r["answerable"] and any(call["labels"]) for r, call, _, _ in data],
+            _set_weights([r["set"] for r, _, _, _ in data]))
+
+
 def fit_decider(records: list[dict], kind: str, ranker: Linear, l2: float) -> Linear:
     """Logistic: do the candidates hold the answer at all (never, for unanswerable items)? The
     ranker's best is what the decider looks at; whether it is the right one is the ranker's job."""
     import numpy as np
     from scipy.optimize import minimize
 
-    data = _decision_rows(records, kind, ranker)
-    x = np.asarray([row for _, _, row, _ in data], dtype=float)
-    y = np.asarray([r["answerable"] and any(call["labels"]) for r, call, _, _ in data], dtype=float)
+    rows, targets, weights = _decisions(records, kind, ranker)
+    x, y, weights = np.asarray(rows, dtype=float), np.asarray(targets, dtype=float), np.asarray(weights)
     mean, scale = _standardise(x)
     xs = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])
-    weights = np.asarray(_set_weights([r["set"] for r, _, _, _ in data]))
 
     def loss(w):
         z = xs @ w
@@ -306,7 +313,7 @@ class Boosted:
     def __init__(self, clf, rows: list[list[float]]):
         import numpy as np
 
-        self.clf, self.names = clf, ()
+        self.clf = clf
         p = clf.predict_proba(np.asarray(rows))[:, 1] if rows else []
         self._p = {id(r): float(v) for r, v in zip(rows, p)}
 
@@ -333,24 +340,16 @@ def fit_boosted(records: list[dict], own: list[dict], kind: str, every: list[dic
     best; ``every``: all records the replay will read (their rows are scored once)."""
     import numpy as np
 
-    key = _rowkey(kind)
-    x, y, sets = [], [], []
-    for r in records:
-        for call in r["calls"]:
-            if len(call["labels"]) >= 2 and any(call["labels"]) and not all(call["labels"]):
-                x += call[key]
-                y += call["labels"]
-                sets += [r["set"]] * len(call["labels"])
-    w = np.asarray(_set_weights(sets)) * len(sets)
-    rows = [row for r in every for call in r["calls"] for row in (call[key] or ())]
+    choices = _choices(records, kind)
+    x = [row for rows, _, _ in choices for row in rows]
+    y = [label for _, labels, _ in choices for label in labels]
+    w = np.asarray(_set_weights([s for rows, _, s in choices for _ in rows])) * len(x)
+    rows = [row for r in every for call in r["calls"] for row in (call[_rowkey(kind)] or ())]
     ranker = Boosted(_trees(15, 40, 200).fit(np.asarray(x), np.asarray(y), sample_weight=w), rows)
-    data = _decision_rows(own, kind, ranker)
-    xd = np.asarray([row for _, _, row, _ in data])
-    yd = np.asarray([r["answerable"] and any(call["labels"]) for r, call, _, _ in data])
-    if len(set(yd.tolist())) < 2:  # every item answerable (or none): nothing to learn but that
-        return ranker, SimpleNamespace(probability=lambda row, p=float(yd[0]) if len(yd) else 0.0: p)
-    wd = np.asarray(_set_weights([r["set"] for r, _, _, _ in data])) * len(data)
-    decider = Boosted(_trees(7, 30, 100).fit(xd, yd, sample_weight=wd), [])
+    xd, yd, wd = _decisions(own, kind, ranker)
+    if len(set(yd)) < 2:  # every item answerable (or none): nothing to learn but that
+        return ranker, SimpleNamespace(probability=lambda row, p=float(yd[0]) if yd else 0.0: p)
+    decider = Boosted(_trees(7, 30, 100).fit(np.asarray(xd), np.asarray(yd), sample_weight=np.asarray(wd) * len(yd)), [])
     return ranker, decider
 
 
