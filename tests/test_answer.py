@@ -66,6 +66,40 @@ def test_figure_helpers():
     assert not lost_figure("", "托位数已达4925个", focus=("托位数",))
 
 
+def test_a_figure_of_change_does_not_answer_for_a_level_nor_the_reverse():
+    from qa_app.index.query import Query
+    from qa_app.llm.extractive import figure_with
+    from qa_app.question import analyse
+
+    def asked(question: str) -> tuple[str, str]:
+        q = analyse(Query.parse(question), lambda term: None)
+        return q.measure, q.figure
+
+    # How much there is, in the unit named (a weight in any of its units; 万吨级 is a size class).
+    assert asked("甘肃省2025年PM2.5平均浓度是多少微克每立方米？") == ("微克", "level")
+    assert asked("海南省2025年粮食总产量是多少万吨？") == ("吨", "level")
+    assert asked("黑龙江省“十四五”末森林覆盖率达到了多少？") == ("", "level")
+    assert figure_with("吨", "粮食产量838.6亿斤", "level") and not figure_with("吨", "洋浦港20万吨级泊位", "level")
+    assert not figure_with("微克", "全省PM2.5浓度下降13.7%", "level")
+    assert not figure_with("", "森林覆盖率提高1.43个百分点", "level")
+    assert figure_with("%", "常住人口城镇化率提高到58.09%", "level")
+    assert not figure_with("岁", "人均预期寿命提高1岁以上", "level") and figure_with("岁", "人均预期寿命达到80.4岁", "level")
+    # How much it changed: after a verb of change, also further along a list ("分别增长5.3%、7%").
+    assert asked("2023年海淀区地区生产总值增长了多少？") == ("%", "change")
+    assert asked("吉林2026年准备把农村低保标准上调多少？")[1] == "change"
+    assert figure_with("%", "城乡居民人均可支配收入分别增长5.3%、7%", "change")
+    assert not figure_with("%", "城乡居民人均可支配收入分别增长5.3%、7%", "level")
+    assert figure_with("%", "增速为5.8%", "change") and not figure_with("%", "城镇化率为58%", "change")
+    # 新增 counts what was added; a change up to a level asks for no rate.
+    assert figure_with("", "新增6个知识产权公共服务工作站", "level")
+    assert asked("海淀地区生产总值增长到了多少？")[0] == ""
+    # Either kind: across several years (the level of each says the change), or a bare 百分之几.
+    assert asked("家庭医生团队从2019年到2023年增加了多少？")[1] == ""
+    assert asked("2024年海淀老百姓平均每人能花的钱多了百分之几?") == ("%", "")
+    # A level is asked only without any hint of change: everyday words ask for one in many ways.
+    assert asked("吉林农民去年人均多挣了多少钱？") == ("元", "")
+
+
 def test_a_unit_inside_a_word_is_no_lost_figure(assistant):
     from qa_app.llm.extractive import lost_figure
 

@@ -76,3 +76,24 @@ def test_provinces_set_mixes_low_overlap_comparisons_and_unanswerables():
     assert sum(1 for i in items if not i.answerable) >= 15
     covered = set(json.loads((PROVINCES / "manifest.json").read_text(encoding="utf-8")))
     assert {ev["doc"] for i in items for ev in i.evidence} <= covered
+
+
+def test_blind_paraphrase_set_asks_in_other_words_than_the_reports():
+    # Written by a session that saw neither the code nor the other sets (stop 24).
+    items = check_quotes(EVAL / "seeds_paraphrase_blind.jsonl", SEEDS)
+    assert len(items) >= 60 and sum(1 for i in items if not i.answerable) >= 10
+    for item in items:
+        if item.answerable and not is_latin_question(item.question):
+            assert all(low_overlap(item.question, ev["quote"]) for ev in item.evidence), item.id
+
+
+@pytest.mark.skipif(not PROVINCES.is_dir(), reason=f"the provincial reports are not at {PROVINCES} (../shared is beside the clone in CI only)")
+def test_blind_provinces_set_quotes_its_reports_and_mixes_kinds():
+    items = check_quotes(EVAL / "provinces_blind.jsonl", PROVINCES)
+    assert len(items) >= 60
+    for item in items:
+        if item.raw.get("low_overlap"):
+            assert all(low_overlap(item.question, ev["quote"]) for ev in item.evidence), item.id
+    assert sum(1 for i in items if i.raw.get("low_overlap")) >= 0.4 * len(items)
+    assert sum(1 for i in items if i.category == "comparison") >= 10
+    assert sum(1 for i in items if not i.answerable) >= 15

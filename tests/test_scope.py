@@ -45,6 +45,22 @@ def test_gazetteer_names_levels_and_parents():
     assert not g.find("和平发展") and g.find("和平区")
 
 
+def test_a_provinces_abbreviation_standing_alone_names_it_in_a_question_only():
+    g = gazetteer()
+
+    def found(text: str, abbreviations: bool = True) -> list[str]:
+        return [p.name for _, _, ps in g.find(text, abbreviations=abbreviations) for p in ps[:1]]
+
+    assert found("皖渝两地进出口分别增长多少") == ["安徽省", "重庆市"]
+    assert found("冀今年城镇新增就业目标是多少") == ["河北省"] and found("粤2025年GDP") == ["广东省"]
+    assert found("湘省经济") == ["湖南省"]
+    # Ordinary characters stay ordinary: 云计算, 新增, 津贴, 鲁迅, 宁可.
+    for text in ("海淀区建设云计算中心多少个", "新增就业多少", "津贴发放", "鲁迅的故乡在哪", "宁可少而精"):
+        assert found(text) in ([], ["海淀区"]), text
+    # A report's text is not read this way (its every 新 would be Xinjiang).
+    assert found("皖渝两地", abbreviations=False) == []
+
+
 def test_five_year_plans_as_year_spans():
     assert plans_in("“十四五”发展回顾") == {(2021, 2025)}
     assert plans_in("第十三个五年规划纲要") == {(2016, 2020)}
@@ -112,6 +128,19 @@ def test_compared_places_and_years_become_one_question_each():
         "Jiangsu", "Shandong"]
     assert split_compared("海淀上市公司总数2019年底和2021年分别是多少家？", []) == [
         ("2019年底", "海淀上市公司总数2019年底分别是多少家？"), ("2021年", "海淀上市公司总数2021年分别是多少家？")]
+    # 各 before a verb asks of each; the words before a place may be said again before the next.
+    assert [label for label, _ in split_compared("吉林和辽宁2025年城镇各新增了多少就业？", [])] == ["吉林", "辽宁"]
+    assert split_compared("2025年去内蒙古和去新疆玩的人各有多少？", []) == [
+        ("内蒙古", "2025年去内蒙古玩的人各有多少？"), ("新疆", "2025年去新疆玩的人各有多少？")]
+    # Abbreviations written together, each asked about by its place's name; 各 as a determiner asks nothing.
+    assert split_compared("黔滇两省去年经济增速谁更快？", []) == [("黔", "贵州去年经济增速谁更快？"), ("滇", "云南去年经济增速谁更快？")]
+    assert split_compared("北京各区和上海的情况", []) == [("", "北京各区和上海的情况")]
+    # A figure asked of places that each have their own reports is asked of each, even unsaid;
+    # not when one report covers both, nor when nothing is counted.
+    apart = [doc("hainan", "海南"), doc("xizang", "西藏")]
+    assert [label for label, _ in split_compared("海南和西藏今年把经济要涨多少定成目标？", apart)] == ["海南", "西藏"]
+    assert split_compared("海南和西藏今年把经济要涨多少定成目标？", [doc("hainan", "海南")])[0][0] == ""
+    assert split_compared("海南和西藏的合作怎么样？", apart)[0][0] == ""
     # Places that share one topic are not a comparison.
     assert split_compared("北京、天津、河北三地协同发展的国家战略是哪一年满十年的?", []) == [
         ("", "北京、天津、河北三地协同发展的国家战略是哪一年满十年的?")]

@@ -31,6 +31,30 @@ _EACH = re.compile(r"分别|各自|各是|各为|各有|哪个|哪一个|谁|更
 _JOINER = r"\s*(?:和|与|及|以及|跟|同|、|,|，|还有|对比|相比|比较|vs\.?|VS|and|or)\s*"
 
 
+# A figure asked for ("多少", "几个", "百分之几").
+_AMOUNT = re.compile(r"多少|几[个项家成倍年]|百分之几|\bhow (?:many|much)\b", re.I)
+
+
+def _reported_apart(places: list[Place], docs: list[DocumentInfo]) -> bool:
+    """Does each of these places have reports of its own? Then a figure asked of them together
+    ("海南和西藏今年经济增长目标是多少") is asked of each: every report gives its own place's."""
+    reports = [frozenset(_docs_for(p, docs)) for p in dict.fromkeys(places)]
+    return len(reports) >= 2 and all(reports) and len(set(reports)) == len(reports)
+
+
+def _asks_each(text: str) -> bool:
+    """Asked of each place or year: a word that says so, or 各 used as an adverb before a verb
+    ("吉林和辽宁…各新增了多少"), not as a determiner ("各地区", "各项")."""
+    if _EACH.search(text):
+        return True
+    if "各" not in text:
+        return False
+    import jieba.posseg
+
+    tagged = jieba.posseg.lcut(text)
+    return any(w.word == "各" and nxt.flag.startswith("v") for w, nxt in zip(tagged, tagged[1:]))
+
+
 @dataclass(frozen=True)
 class QuestionScope:
     named: tuple[Place, ...] = ()  # the places the question names
@@ -71,7 +95,7 @@ def named_places(text: str, docs: list[DocumentInfo]) -> list[tuple[int, str, Pl
     g = gazetteer()
     covered = {d.scope.place_code for d in docs if d.scope.place_code}
     out = []
-    for offset, words, cands in g.find(text, short_districts=lambda p: p.code in covered):
+    for offset, words, cands in g.find(text, short_districts=lambda p: p.code in covered, abbreviations=True):
         if len(cands) > 1:
             # 朝阳区 is in Beijing and in Changchun: the one the index covers, or one whose ancestor
             # the question names; else the first.
@@ -125,27 +149,36 @@ def split_compared(text: str, docs: list[DocumentInfo]) -> list[tuple[str, str]]
     """A question that asks the same thing of several places ("安徽和河南2025年GDP分别增长了多少？")
     or years ("2023年和2024年…分别…") as one question per place or year, each labelled as the
     question wrote it: [("安徽", "安徽2025年…"), ...]. Anything else comes back as [("", text)]."""
-    if not _EACH.search(text):
+    each = _asks_each(text)
+    places = named_places(text, docs)
+    if each or (_AMOUNT.search(text) and _reported_apart([p for _, _, p in places], docs)):
+        # An abbreviation (皖) is asked about by the place's name (安徽) in its own part: alone, 皖 is a character.
+        by_place = _split(text, [(o, w, p.short if len(w) == 1 else w) for o, w, p in places])
+        if len(by_place) > 1:
+            return by_place
+    if not each:
         return [("", text)]
-    by_place = _split(text, [(o, w) for o, w, _ in named_places(text, docs)])
-    if len(by_place) > 1:
-        return by_place
     # A year with the part of it meant ("2019年底和2021年"): the part stays with its year.
     # (English writes a year bare: "in 2023 and 2024 respectively".)
     year = r"(?<!\d)(?:19|20)\d{2}(?!\d)" if is_latin_question(text) else r"(?<!\d)(?:19|20)\d{2}年(?:底|末|初|上半年|下半年|全年)?"
-    years = [(m.start(), m.group()) for m in re.finditer(year, text)]
+    years = [(m.start(), m.group(), m.group()) for m in re.finditer(year, text)]
     return _split(text, years)
 
 
-def _split(text: str, found: list[tuple[int, str]]) -> list[tuple[str, str]]:
-    """One question per item of the longest run of ``found`` (offset, words) joined by 和/、/与…"""
+def _split(text: str, found: list[tuple[int, str, str]]) -> list[tuple[str, str]]:
+    """One question per item of the longest run of ``found`` (offset, words, words to ask by)
+    joined by 和/、/与…"""
     if len(found) < 2:
         return [("", text)]
-    runs: list[list[tuple[int, str]]] = [[found[0]]]
+    runs: list[list[tuple[int, str, str]]] = [[found[0]]]
     for item in found[1:]:
         prev = runs[-1][-1]
         between = text[prev[0] + len(prev[1]) : item[0]]
-        if re.fullmatch(_JOINER, between):
+        # Abbreviations are written together ("黔滇", "川渝"); the words before a place may be
+        # said again before the next ("去内蒙古和去新疆").
+        joined = re.match(_JOINER, between)
+        again = between[joined.end():] if joined else between
+        if not between or (joined and (not again or (len(again) <= 3 and text[: prev[0]].endswith(again)))):
             runs[-1].append(item)
         else:
             runs.append([item])
@@ -155,7 +188,7 @@ def _split(text: str, found: list[tuple[int, str]]) -> list[tuple[str, str]]:
     start, end = run[0][0], run[-1][0] + len(run[-1][1])
     # "两地"/"两省"/"两年" only say how many are asked about: left out of each part.
     tail = re.sub(r"^(?:[两二三四五六七八九几各]+(?:省|市|地|区|年|个省份|个地区)|等地)", "", text[end:])
-    return [(words, text[:start] + words + tail) for _, words in run]
+    return [(words, text[:start] + asked + tail) for _, words, asked in run]
 
 
 def coverage_text(docs: list[DocumentInfo], limit: int = 8) -> str:

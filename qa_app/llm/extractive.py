@@ -28,7 +28,7 @@ from qa_app.ingest.tables import holds_table
 from qa_app.llm import sentence_model
 from qa_app.models import Answer, Citation, Passage
 from qa_app.prompts import load_prompt
-from qa_app.question import QuestionAnalysis, TermGroup, char_bigrams, longest_shared, shared_edge
+from qa_app.question import CHANGE_RATES, CHANGE_VERBS, QuestionAnalysis, TermGroup, char_bigrams, longest_shared, shared_edge
 from qa_app.text import normalize, plans_in, speaks_of_span, year_scope
 
 _SENT_SPLIT = re.compile(r"(?<=[。！？；!?;])|\n")
@@ -151,23 +151,49 @@ def _covers(group: TermGroup, text: str) -> bool:
     return any(a.lower() in text for a in group.alternatives)
 
 
-# People are counted with several measure words: "多少人" is answered by "1.4万名师生".
-_MEASURE_ALIASES = {"人": "(?:人|名|位)", "名": "(?:名|人|位)", "位": "(?:位|名|人)"}
+# People are counted with several measure words: "多少人" is answered by "1.4万名师生"; a
+# weight or an area in any of its units ("多少万吨" by "838.6亿斤").
+_MEASURE_ALIASES = {"人": "(?:人|名|位)", "名": "(?:名|人|位)", "位": "(?:位|名|人)",
+                    **dict.fromkeys(("吨", "斤", "公斤", "千克"), "(?:吨|斤|公斤|千克)"),
+                    **dict.fromkeys(("亩", "公顷"), "(?:亩|公顷)")}
+_NUMERAL = r"(?:(?<![\d.])\d+(?:\.\d+)?|[一二三四五六七八九十两][一二三四五六七八九十两百千万]*)"
+# What stands before a figure of change ("增长6%", "分别增长5.3%、7%", "增速为5%"), not before one
+# of the level reached ("提高到42.2平方米", "达到58%").
+# (新增 counts what was added: "新增6个工作站" says how many there are.)
+_CHANGE_BEFORE = re.compile(
+    rf"(?:(?:{CHANGE_VERBS}|(?<!新)增|降|涨|减|翻)了?(?:约|近|超过|超|逾|达|达到|高达|分别|均)?"
+    rf"|(?:{CHANGE_RATES})(?:为|是|达|达到|约|分别)?)(?:[\d.]+\s*(?:%|个百分点|倍)?[、和与])*$"
+)
 
 
 def _measure_re(measure: str) -> str:
     return _MEASURE_ALIASES.get(measure, re.escape(measure))
 
 
-def figure_with(measure: str, text: str) -> bool:
-    """Does ``text`` state a number carrying ``measure`` (any figure when measure is empty)?"""
+def _figures(measure: str, text: str) -> Iterator[re.Match]:
     # 个 is the all-purpose counting word: "几个孩子" is answered by "3名子女", "多少个点" by "74家".
     if not measure or measure == "个":
-        return bool(STATED_FIGURE_RE.search(text) or _CN_FIGURE.search(text))
-    if measure == "%":
-        return bool(re.search(r"\d(?:\.\d+)?\s*(?:%|个百分点|倍)|[一二三四五六七八九十两]成|翻一番", text))
-    # 千 and 百 count only after a numeral: "三千人" is a figure, "每千人" is not.
-    return bool(re.search(r"(?:\d(?:\.\d+)?|[一二三四五六七八九十两])\s*(?:万亿|亿|万|千|百)?\s*(?:余|多)?" + _measure_re(measure), text))
+        yield from STATED_FIGURE_RE.finditer(text)
+        yield from _CN_FIGURE.finditer(text)
+    elif measure == "%":
+        yield from re.finditer(r"(?<![\d.])\d+(?:\.\d+)?\s*(?:%|个百分点|倍)|[一二三四五六七八九十两]成|翻一番", text)
+    else:
+        # 千 and 百 count only after a numeral: "三千人" is a figure, "每千人" is not; "20万吨级" is a size class.
+        yield from re.finditer(_NUMERAL + r"\s*(?:万亿|亿|万|千|百)?\s*(?:余|多)?" + _measure_re(measure) + "(?!级)", text)
+
+
+def is_change(text: str, m: re.Match) -> bool:
+    """Does the figure ``m`` of ``text`` say how much something changed, not how much of it there is?"""
+    return m.group().endswith("百分点") or m.group().startswith("翻") or bool(_CHANGE_BEFORE.search(text[: m.start()]))
+
+
+def figure_with(measure: str, text: str, kind: str = "") -> bool:
+    """Does ``text`` state a number carrying ``measure`` (any figure when measure is empty), of the
+    ``kind`` asked ("change": how much something changed; "level": how much there is; "": either)?"""
+    for m in _figures(measure, text):
+        if not kind or is_change(text, m) == (kind == "change"):
+            return True
+    return False
 
 
 _GAP_UNITS = r"(?:元|美元|件|人次|家|项|平方米|平方公里|公顷|亩|吨|辆|张|套|户|处|所|座|%)"
@@ -236,7 +262,7 @@ class ExtractiveGenerator:
             subject = q.subject
             clauses = _FIG_CLAUSE_SPLIT.split(norm)
             return any(
-                figure_with(q.measure, clause)
+                figure_with(q.measure, clause, q.figure)
                 and (not subject or any(_covers(g, clauses[i - 1] + clause if i else clause) for g in subject))
                 for i, clause in enumerate(clauses)
             )
@@ -447,7 +473,11 @@ class ExtractiveGenerator:
         if self.model is None:
             return c.has_target
         if q.qtype == "number":
-            return figure_with(q.measure, c.norm) if q.measure else bool(_ANY_DIGIT.search(c.norm) or _CN_FIGURE.search(c.norm))
+            if q.measure:
+                return figure_with(q.measure, c.norm, q.figure)
+            # Any number will do, unless every figure it states is of the other kind (a change for a level).
+            found = any(True for _ in _figures("", c.norm))
+            return figure_with("", c.norm, q.figure) if found else bool(_ANY_DIGIT.search(c.norm))
         return bool(TIME_RE.search(c.norm) or _ANY_DIGIT.search(c.norm))
 
     @staticmethod
