@@ -244,15 +244,21 @@ class Gazetteer:
         import jieba.posseg
 
         words = jieba.posseg.lcut(text)
+
+        def abbreviated(word) -> bool:
+            return word is not None and len(word.word) == 1 and self.abbreviation(word.word) is not None
+
         out, offset = [], 0
-        for word, after in zip(words, words[1:] + [None]):
-            place = self.abbreviation(word.word) if len(word.word) == 1 else None
-            # Read as an abbreviation; or as a name (云, 鲁) followed by what follows a place in a
-            # question: a time, a number, a conjunction, punctuation, another abbreviation (not 云+计算).
-            followed = after is None or after.flag[:1] in ("t", "m", "c", "x") or (
-                len(after.word) == 1 and self.abbreviation(after.word) is not None)
-            if place is not None and offset not in taken and (word.flag == "j" or (word.flag in ("ns", "nr") and followed)):
-                out.append((offset, word.word, [place]))
+        for before, word, after in zip([None] + words[:-1], words, words[1:] + [None]):
+            # Read as an abbreviation or a place or person name, and standing where a place stands
+            # in a question: after nothing, punctuation, a time, a number, a conjunction or another
+            # abbreviation (not 天津+港, 后+辽); before a time, a number, 的, a conjunction,
+            # punctuation, a count of places (两地, 两省) or another abbreviation (not 云+计算, 京+急).
+            alone = before is None or before.flag[:1] in ("x", "c", "m", "t", "p") or abbreviated(before)
+            followed = after is None or after.flag[:1] in ("x", "c", "m", "t", "u") or abbreviated(after) or (
+                after.word[0] in "两二三四五六七八九十省地")
+            if (abbreviated(word) and offset not in taken and word.flag in ("j", "ns", "nr") and alone and followed):
+                out.append((offset, word.word, [self.abbreviation(word.word)]))
             offset += len(word.word)
         return out
 

@@ -55,7 +55,9 @@ def test_a_provinces_abbreviation_standing_alone_names_it_in_a_question_only():
     assert found("冀今年城镇新增就业目标是多少") == ["河北省"] and found("粤2025年GDP") == ["广东省"]
     assert found("湘省经济") == ["湖南省"]
     # Ordinary characters stay ordinary: 云计算, 新增, 津贴, 鲁迅, 宁可.
-    for text in ("海淀区建设云计算中心多少个", "新增就业多少", "津贴发放", "鲁迅的故乡在哪", "宁可少而精"):
+    assert found("川渝地区") == ["四川省", "重庆市"] and found("闽的GDP") == ["福建省"]
+    for text in ("海淀区建设云计算中心多少个", "新增就业多少", "津贴发放", "鲁迅的故乡在哪", "宁可少而精",
+                 "京急逗子线的路线记号是什么？", "在后辽内讧的时候", "达曼港的货物进出口量"):
         assert found(text) in ([], ["海淀区"]), text
     # A report's text is not read this way (its every 新 would be Xinjiang).
     assert found("皖渝两地", abbreviations=False) == []
