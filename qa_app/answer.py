@@ -30,7 +30,7 @@ from qa_app.llm.base import Generator, GeneratorError
 from qa_app.llm.registry import make_generator
 from qa_app.models import Answer, Citation, Passage
 from qa_app.prompts import load_prompt
-from qa_app.question import QuestionAnalysis, QuestionError, analyse, clean_question
+from qa_app.question import QuestionAnalysis, QuestionError, analyse, clean_question, question_type
 from qa_app.places import gazetteer
 from qa_app.text import is_latin_question, normalize
 
@@ -222,7 +222,8 @@ class Assistant:
         places a part joins ("安徽和河南…分别…"), each part labelled with its place."""
         docs = list(snap.docs.values())
         pieces = self._bounded(split_subquestions(question))  # checked before any part is worked on
-        parts = self._bounded([piece for part in pieces for piece in split_compared(normalize(part), docs)])
+        parts = self._bounded([piece for part in pieces
+                               for piece in split_compared(normalize(part), docs, question_type(normalize(part)) == "number")])
         return parts if len(parts) > 1 else [("", question)]
 
     def _bounded(self, parts: list) -> list:

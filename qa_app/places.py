@@ -238,29 +238,51 @@ class Gazetteer:
         return out
 
     def _find_abbreviations(self, text: str, found: list[tuple[int, str, list[Place]]]) -> list[tuple[int, str, list[Place]]]:
+        """Abbreviations standing where places stand in a question: a run of them ("黔滇",
+        "鄂、湘、赣三省"), or one alone that jieba reads as an abbreviation or a name ("粤2025年",
+        "冀今年"); either way after nothing, punctuation, a number or a time, and before a number, a
+        time, 的, a conjunction, punctuation or a count of places (两地, 三省). A list whose other
+        items are not abbreviations ("红、黄、蓝、青", "晋、楚两国") names no place, nor does one
+        inside a name (天津港, 后辽, 京急, 云计算)."""
         taken = {i for offset, name, _ in found for i in range(offset, offset + len(name))}
-        if not any(ch in ABBREVIATIONS and i not in taken for i, ch in enumerate(text)):
+        free = [i for i, ch in enumerate(text) if ch in ABBREVIATIONS and i not in taken]
+        if not free:
             return []
+        runs: list[list[int]] = [[free[0]]]
+        for i in free[1:]:
+            gap = text[runs[-1][-1] + 1 : i]
+            if gap in ("", "、", "和", "与", "及"):
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        out = []
+        for run in runs:
+            start, end = run[0], run[-1] + 1
+            if not (_PLACE_BEFORE.search(text[:start]) and _PLACE_AFTER.match(text[end:])):
+                continue
+            if len(run) == 1 and not self._read_as_name(text, start):
+                continue
+            out += [(i, text[i], [self.abbreviation(text[i])]) for i in run]
+        return out
+
+    @staticmethod
+    def _read_as_name(text: str, i: int) -> bool:
+        """Does jieba read the character at ``i`` as a word of its own, an abbreviation or a name?"""
         import jieba.posseg
 
-        words = jieba.posseg.lcut(text)
-
-        def abbreviated(word) -> bool:
-            return word is not None and len(word.word) == 1 and self.abbreviation(word.word) is not None
-
-        out, offset = [], 0
-        for before, word, after in zip([None] + words[:-1], words, words[1:] + [None]):
-            # Read as an abbreviation or a place or person name, and standing where a place stands
-            # in a question: after nothing, punctuation, a time, a number, a conjunction or another
-            # abbreviation (not 天津+港, 后+辽); before a time, a number, 的, a conjunction,
-            # punctuation, a count of places (两地, 两省) or another abbreviation (not 云+计算, 京+急).
-            alone = before is None or before.flag[:1] in ("x", "c", "m", "t", "p") or abbreviated(before)
-            followed = after is None or after.flag[:1] in ("x", "c", "m", "t", "u") or abbreviated(after) or (
-                after.word[0] in "两二三四五六七八九十省地")
-            if (abbreviated(word) and offset not in taken and word.flag in ("j", "ns", "nr") and alone and followed):
-                out.append((offset, word.word, [self.abbreviation(word.word)]))
+        offset = 0
+        for word in jieba.posseg.lcut(text):
+            if offset == i:
+                return len(word.word) == 1 and word.flag in ("j", "ns", "nr")
             offset += len(word.word)
-        return out
+            if offset > i:
+                return False
+        return False
+
+
+# What may stand just before and just after a place abbreviation in a question.
+_PLACE_BEFORE = re.compile(r"(?:^|[\s，,。？?！!：:；;（(“\"「《]|\d|年|和|与|及|在|去|到|从)$")
+_PLACE_AFTER = re.compile(r"$|[\s，,。？?！!：:；;）)”\"」》]|\d|(?:今|去|明|前)年|的|和|与|及|地区|[两二三四五六七八九十几]+个?(?:省|地|市|区)")
 
 
 @lru_cache(maxsize=1)

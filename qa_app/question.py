@@ -35,17 +35,18 @@ _MEASURE_WORDS = (
 # "多少万吨" names its unit after a magnitude.
 _MEASURE = re.compile(rf"(?:多少|几)(?:万|亿|千|百)?({_MEASURE_WORDS})")
 # Verbs of change: a figure right after one says how much something changed ("增长6%"), not how
-# much of it there is ("增长到9500亿元" says the level reached).
+# much of it there is ("增长到9500亿元", "下降为30微克" say the level reached: TO_LEVEL after the
+# verb); names of a rate of change ("增速为5%").
 CHANGE_VERBS = "增长|增加|下降|降低|提高|提升|减少|上升|回落|缩小|扩大|减轻|上调|下调|调高|调低|上涨|下跌"
-CHANGE_RATES = "增速|增幅|涨幅|降幅"
+CHANGE_RATES = "增速|增幅|涨幅|降幅|增长率|增长速度|下降率"
+TO_LEVEL = "到|至|为|成"
 # Asked how much something changed ("增长了多少", "增速", "提高了几个百分点"); 增加值 is an amount.
 _ASK_CHANGE = re.compile(
-    rf"(?:{CHANGE_VERBS}|{CHANGE_RATES}|涨|变化|百分点)(?!到|至|值)"
+    rf"{CHANGE_RATES}|(?:{CHANGE_VERBS}|涨)(?!{TO_LEVEL}|值)|变化|百分点"
     r"|\b(?:grow|grew|growth|rise|rose|fall|fell|increase|decrease|decline)", re.I)
-# Words that ask for a rate. A bare 率 does not: 劳动生产率 is 万元/人; nor does a change to a
-# level ("增长到多少").
+# Words that ask for a rate: a change, or a share. A bare 率 does not: 劳动生产率 is 万元/人.
 _RATE = re.compile(
-    r"(?:增长|增速|增幅|涨|下降|降低|提高)(?!到|至)|比重|占比|占全市|比例|百分之|"
+    rf"{CHANGE_RATES}|(?:增长|涨|下降|降低|提高)(?!{TO_LEVEL})|比重|占比|占全市|比例|百分之|"
     r"\b(?:share|percentage|grow|grew|growth|fall|fell|rise|rose|increase|decrease|decline)\b",
     re.I,
 )
@@ -55,8 +56,12 @@ _QUESTION_WORDS = re.compile(
     r"是什么|是谁|有哪些|有什么|分别|各是|各有|具体|一共|总共|大概|大约|请问|是否|有没有|怎么样|如何|为什么|吗|呢|"
     r"多久|多长时间|多大|多高|多长|多远|多快|多重|一般|那个|这个|那份|这份|那些|这些|的话|能不能|可以|了解|知道|告诉我|想问"
 )
-# Any hint of a change, in everyday words too: "多挣了", "少了", 涨, 增, 降, 减, 升, 提.
-_CHANGE_HINT = re.compile(r"多(?!少)[^\W\d多]{0,2}了|少了|[涨增降减升提变]|\b(?:more|less|up|down)\b", re.I)
+# Any hint of a change, in everyday words too: "多挣了", "少了", "比上年少多少", "多出", 涨, 增, 降…
+_CHANGE_HINT = re.compile(r"多(?!少)[^\W\d多]{0,2}了|少了|[多少]多少|多出|高出|相差|比(?:上年|去年|前年|上一年|同期)"
+                          r"|[涨增降减升提变]|\b(?:more|less|up|down)\b", re.I)
+# The clause that holds the question word: "为提升养老服务水平，海淀建了多少个养老驿站？" asks how
+# many there are; the purpose clause's 提升 says nothing of the figure asked.
+_ASKING_CLAUSE = re.compile(r"[^，,；;：:]*(?:多少|几|百分之|how (?:many|much)|by how much)[^，,；;：:]*", re.I)
 # Asked for a share or a rate of something (a level): "比重", "覆盖率", "城镇化率".
 _SHARE = re.compile(r"比重|占比|比例|率|\b(?:share|proportion|ratio)\b", re.I)
 _MONEY = re.compile(r"多少钱|资金|金额|经费|投资额|总投资|收入是多少|收入多少|完成了?多少|规模多大|(?:成交|交易)额|how much money|yuan", re.I)
@@ -352,10 +357,12 @@ def analyse(query: Query, term_idf, known=lambda term: True) -> QuestionAnalysis
     # Asked across years ("从2019年到2021年增长了多少"), the level of each year answers a change too.
     one_year = len(set(query.years)) <= 1
     figure = ""
+    asking = _ASKING_CLAUSE.search(query.norm)
+    asking = asking.group() if asking else query.norm
     if qtype == "number" and one_year:
-        if _ASK_CHANGE.search(query.norm):
+        if _ASK_CHANGE.search(asking):
             figure = "change"
-        elif (measure != "%" or _SHARE.search(query.norm)) and not _CHANGE_HINT.search(query.norm):
+        elif (measure != "%" or _SHARE.search(asking)) and not _CHANGE_HINT.search(asking):
             # Only a question with no hint of change asks for a level: everyday words ask for a
             # change in many ways ("多挣了多少钱", "多了百分之几"), and a bare 百分之几 may ask a
             # share or a growth rate.

@@ -90,6 +90,13 @@ def test_a_figure_of_change_does_not_answer_for_a_level_nor_the_reverse():
     assert figure_with("%", "城乡居民人均可支配收入分别增长5.3%、7%", "change")
     assert not figure_with("%", "城乡居民人均可支配收入分别增长5.3%、7%", "level")
     assert figure_with("%", "增速为5.8%", "change") and not figure_with("%", "城镇化率为58%", "change")
+    assert figure_with("%", "全省地区生产总值增长率为6.5%", "change") and figure_with("%", "涨幅分别为3%、4%", "change")
+    assert asked("2024年海南地区生产总值增长率是多少？") == ("%", "change")
+    # A change down to a level asks the level; 新增加 counts what was added.
+    assert not figure_with("微克", "PM2.5浓度下降为30微克", "change") and figure_with("", "新增加1.2万人", "level")
+    # Only the clause asking the question says what is asked (not a purpose clause's 提升).
+    assert asked("为提升养老服务水平，海淀2024年建了多少个养老驿站？") == ("个", "level")
+    assert asked("海南粮食产量比上年少多少万吨？") == ("吨", "")
     # 新增 counts what was added; a change up to a level asks for no rate.
     assert figure_with("", "新增6个知识产权公共服务工作站", "level")
     assert asked("海淀地区生产总值增长到了多少？")[0] == ""
@@ -98,6 +105,19 @@ def test_a_figure_of_change_does_not_answer_for_a_level_nor_the_reverse():
     assert asked("2024年海淀老百姓平均每人能花的钱多了百分之几?") == ("%", "")
     # A level is asked only without any hint of change: everyday words ask for one in many ways.
     assert asked("吉林农民去年人均多挣了多少钱？") == ("元", "")
+
+
+def test_a_figure_further_along_a_list_of_changes_is_a_change_in_its_own_clause():
+    from qa_app.index.query import Query
+    from qa_app.llm.extractive import ExtractiveGenerator
+    from qa_app.question import analyse
+
+    gen = ExtractiveGenerator(Settings())
+    sentence = "城乡居民人均可支配收入分别增长5.3%、7%"
+    level = analyse(Query.parse("2025年新疆城乡居民人均可支配收入占比是多少？"), lambda term: None)
+    change = analyse(Query.parse("2025年新疆城乡居民人均可支配收入增长了多少？"), lambda term: None)
+    assert (level.figure, change.figure) == ("level", "change")
+    assert not gen._has_target(level, sentence) and gen._has_target(change, sentence)
 
 
 def test_a_unit_inside_a_word_is_no_lost_figure(assistant):

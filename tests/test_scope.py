@@ -56,9 +56,13 @@ def test_a_provinces_abbreviation_standing_alone_names_it_in_a_question_only():
     assert found("湘省经济") == ["湖南省"]
     # Ordinary characters stay ordinary: 云计算, 新增, 津贴, 鲁迅, 宁可.
     assert found("川渝地区") == ["四川省", "重庆市"] and found("闽的GDP") == ["福建省"]
-    for text in ("海淀区建设云计算中心多少个", "新增就业多少", "津贴发放", "鲁迅的故乡在哪", "宁可少而精",
-                 "京急逗子线的路线记号是什么？", "在后辽内讧的时候", "达曼港的货物进出口量"):
-        assert found(text) in ([], ["海淀区"]), text
+    assert found("鄂、湘、赣三省2025年GDP分别增长多少？") == ["湖北省", "湖南省", "江西省"]
+    assert found("海淀区建设云计算中心多少个") == ["海淀区"]
+    # A list whose other items are no abbreviations, or one inside a name, names no place.
+    for text in ("新增就业多少", "津贴发放", "鲁迅的故乡在哪", "宁可少而精", "京急逗子线的路线记号是什么？",
+                 "在后辽内讧的时候", "达曼港的货物进出口量", "红、黄、蓝、青四种颜色分别代表什么？", "晋、楚两国交战是哪年？",
+                 "藏、汉两种语言", "秦地处关中", "京津冀协同发展"):
+        assert found(text) == [], text
     # A report's text is not read this way (its every 新 would be Xinjiang).
     assert found("皖渝两地", abbreviations=False) == []
 
@@ -137,12 +141,18 @@ def test_compared_places_and_years_become_one_question_each():
     # Abbreviations written together, each asked about by its place's name; 各 as a determiner asks nothing.
     assert split_compared("黔滇两省去年经济增速谁更快？", []) == [("黔", "贵州去年经济增速谁更快？"), ("滇", "云南去年经济增速谁更快？")]
     assert split_compared("北京各区和上海的情况", []) == [("", "北京各区和上海的情况")]
+    assert [label for label, _ in split_compared("鄂、湘、赣三省2025年GDP分别增长多少？", [])] == ["鄂", "湘", "赣"]
+    # A city and its district written together are one place, not two to compare.
+    assert split_compared("北京海淀2024年哪个产业集群入选了国家先进制造业集群？", [doc("hd", "海淀")])[0][0] == ""
+    assert [label for label, _ in split_compared("北京海淀区2023年和2024年GDP分别是多少？", [])] == ["2023年", "2024年"]
+    assert split_compared("北京市海淀区新增了多少家企业？", [doc("bj", "北京"), doc("hd", "海淀")], True)[0][0] == ""
     # A figure asked of places that each have their own reports is asked of each, even unsaid;
     # not when one report covers both, nor when nothing is counted.
     apart = [doc("hainan", "海南"), doc("xizang", "西藏")]
-    assert [label for label, _ in split_compared("海南和西藏今年把经济要涨多少定成目标？", apart)] == ["海南", "西藏"]
-    assert split_compared("海南和西藏今年把经济要涨多少定成目标？", [doc("hainan", "海南")])[0][0] == ""
-    assert split_compared("海南和西藏的合作怎么样？", apart)[0][0] == ""
+    assert [label for label, _ in split_compared("海南和西藏今年把经济要涨多少定成目标？", apart, True)] == ["海南", "西藏"]
+    assert split_compared("海南和西藏今年把经济要涨多少定成目标？", [doc("hainan", "海南")], True)[0][0] == ""
+    assert split_compared("海南和西藏今年把经济要涨多少定成目标？", apart)[0][0] == ""  # not a figure question
+    assert split_compared("海南和西藏之间有多少条航线？", apart, True)[0][0] == ""  # one figure for both
     # Places that share one topic are not a comparison.
     assert split_compared("北京、天津、河北三地协同发展的国家战略是哪一年满十年的?", []) == [
         ("", "北京、天津、河北三地协同发展的国家战略是哪一年满十年的?")]

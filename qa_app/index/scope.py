@@ -31,14 +31,20 @@ _EACH = re.compile(r"分别|各自|各是|各为|各有|哪个|哪一个|谁|更
 _JOINER = r"\s*(?:和|与|及|以及|跟|同|、|,|，|还有|对比|相比|比较|vs\.?|VS|and|or)\s*"
 
 
-# A figure asked for ("多少", "几个", "百分之几").
-_AMOUNT = re.compile(r"多少|几[个项家成倍年]|百分之几|\bhow (?:many|much)\b", re.I)
+# What places do together or between them ("天津和河北之间有多少条高铁", "合计", "共建"): one
+# figure for both, not one for each.
+_TOGETHER = re.compile(r"之间|两地间|合计|一共|总共|加起来|共同|共建|联合|合作|携手|\b(?:between|together|combined|total)\b", re.I)
 
 
 def _reported_apart(places: list[Place], docs: list[DocumentInfo]) -> bool:
-    """Does each of these places have reports of its own? Then a figure asked of them together
-    ("海南和西藏今年经济增长目标是多少") is asked of each: every report gives its own place's."""
-    reports = [frozenset(_docs_for(p, docs)) for p in dict.fromkeys(places)]
+    """Does each of these places (none inside another: 北京市海淀区 is one place) have reports of
+    its own? Then a figure asked of them together ("海南和西藏今年经济增长目标是多少") is asked of
+    each: every report gives its own place's."""
+    g = gazetteer()
+    places = list(dict.fromkeys(places))
+    if any(p.code != q.code and g.contains(p, q) for p in places for q in places):
+        return False
+    reports = [frozenset(_docs_for(p, docs)) for p in places]
     return len(reports) >= 2 and all(reports) and len(set(reports)) == len(reports)
 
 
@@ -52,7 +58,7 @@ def _asks_each(text: str) -> bool:
     import jieba.posseg
 
     tagged = jieba.posseg.lcut(text)
-    return any(w.word == "各" and nxt.flag.startswith("v") for w, nxt in zip(tagged, tagged[1:]))
+    return any(w.word == "各" and nxt.flag in ("v", "vd", "vi") for w, nxt in zip(tagged, tagged[1:]))
 
 
 @dataclass(frozen=True)
@@ -145,13 +151,15 @@ def with_explicit_years(text: str, anchor: int | None) -> str:
     return _RELATIVE_RE.sub(lambda m: f"{base + _RELATIVE[m.group()]}年", text)
 
 
-def split_compared(text: str, docs: list[DocumentInfo]) -> list[tuple[str, str]]:
+def split_compared(text: str, docs: list[DocumentInfo], asks_figure: bool = False) -> list[tuple[str, str]]:
     """A question that asks the same thing of several places ("安徽和河南2025年GDP分别增长了多少？")
     or years ("2023年和2024年…分别…") as one question per place or year, each labelled as the
-    question wrote it: [("安徽", "安徽2025年…"), ...]. Anything else comes back as [("", text)]."""
+    question wrote it: [("安徽", "安徽2025年…"), ...]. Anything else comes back as [("", text)].
+    ``asks_figure`` (the caller's reading of the question: a 多少 question) splits, without a word
+    saying "each", a question about places that have reports of their own."""
     each = _asks_each(text)
     places = named_places(text, docs)
-    if each or (_AMOUNT.search(text) and _reported_apart([p for _, _, p in places], docs)):
+    if each or (asks_figure and not _TOGETHER.search(text) and _reported_apart([p for _, _, p in places], docs)):
         # An abbreviation (皖) is asked about by the place's name (安徽) in its own part: alone, 皖 is a character.
         by_place = _split(text, [(o, w, p.short if len(w) == 1 else w) for o, w, p in places])
         if len(by_place) > 1:
@@ -174,11 +182,12 @@ def _split(text: str, found: list[tuple[int, str, str]]) -> list[tuple[str, str]
     for item in found[1:]:
         prev = runs[-1][-1]
         between = text[prev[0] + len(prev[1]) : item[0]]
-        # Abbreviations are written together ("黔滇", "川渝"); the words before a place may be
-        # said again before the next ("去内蒙古和去新疆").
+        # Abbreviations are written together ("黔滇", "川渝"; not 北京海淀, one place); the words
+        # before a place may be said again before the next ("去内蒙古和去新疆").
         joined = re.match(_JOINER, between)
         again = between[joined.end():] if joined else between
-        if not between or (joined and (not again or (len(again) <= 3 and text[: prev[0]].endswith(again)))):
+        together = not between and len(prev[1]) == len(item[1]) == 1
+        if together or (joined and (not again or (len(again) <= 3 and text[: prev[0]].endswith(again)))):
             runs[-1].append(item)
         else:
             runs.append([item])

@@ -157,13 +157,15 @@ _MEASURE_ALIASES = {"人": "(?:人|名|位)", "名": "(?:名|人|位)", "位": "
                     **dict.fromkeys(("吨", "斤", "公斤", "千克"), "(?:吨|斤|公斤|千克)"),
                     **dict.fromkeys(("亩", "公顷"), "(?:亩|公顷)")}
 _NUMERAL = r"(?:(?<![\d.])\d+(?:\.\d+)?|[一二三四五六七八九十两][一二三四五六七八九十两百千万]*)"
-# What stands before a figure of change ("增长6%", "分别增长5.3%、7%", "增速为5%"), not before one
-# of the level reached ("提高到42.2平方米", "达到58%").
-# (新增 counts what was added: "新增6个工作站" says how many there are.)
+# What stands before a figure of change ("增长6%", "分别增长5.3%、7%", "增速为5%", "涨幅分别为3%"),
+# not before one of the level reached ("提高到42.2平方米", "下降为30微克", "达到58%"). 新增 counts
+# what was added: "新增6个工作站", "新增加1.2万人" say how many there are.
 _CHANGE_BEFORE = re.compile(
-    rf"(?:(?:{CHANGE_VERBS}|(?<!新)增|降|涨|减|翻)了?(?:约|近|超过|超|逾|达|达到|高达|分别|均)?"
-    rf"|(?:{CHANGE_RATES})(?:为|是|达|达到|约|分别)?)(?:[\d.]+\s*(?:%|个百分点|倍)?[、和与])*$"
+    rf"(?:(?<!新)(?:{CHANGE_VERBS}|增|降|涨|减|翻)了?(?:约|近|超过|超|逾|达|达到|高达|分别|均)?"
+    rf"|(?:{CHANGE_RATES})(?:分别)?(?:为|是|达|达到|约)?)(?:[\d.]+\s*(?:%|个百分点|倍)?[、和与])*$"
 )
+# How far back the words before a figure are read.
+_BEFORE_FIGURE = 30
 
 
 def _measure_re(measure: str) -> str:
@@ -184,13 +186,18 @@ def _figures(measure: str, text: str) -> Iterator[re.Match]:
 
 def is_change(text: str, m: re.Match) -> bool:
     """Does the figure ``m`` of ``text`` say how much something changed, not how much of it there is?"""
-    return m.group().endswith("百分点") or m.group().startswith("翻") or bool(_CHANGE_BEFORE.search(text[: m.start()]))
+    before = text[max(0, m.start() - _BEFORE_FIGURE) : m.start()]
+    return m.group().endswith("百分点") or m.group().startswith("翻") or bool(_CHANGE_BEFORE.search(before))
 
 
-def figure_with(measure: str, text: str, kind: str = "") -> bool:
+def figure_with(measure: str, text: str, kind: str = "", within: tuple[int, int] | None = None) -> bool:
     """Does ``text`` state a number carrying ``measure`` (any figure when measure is empty), of the
-    ``kind`` asked ("change": how much something changed; "level": how much there is; "": either)?"""
+    ``kind`` asked ("change": how much something changed; "level": how much there is; "": either)?
+    ``within``: only a figure starting in that stretch of ``text`` counts (a clause, whose kind is
+    still read from the words before it in the whole sentence: "分别增长5.3%、7%")."""
     for m in _figures(measure, text):
+        if within is not None and not within[0] <= m.start() < within[1]:
+            continue
         if not kind or is_change(text, m) == (kind == "change"):
             return True
     return False
@@ -261,8 +268,11 @@ class ExtractiveGenerator:
             # ("…基金落地海淀,规模约2亿元": the subject may stand in the clause just before.)
             subject = q.subject
             clauses = _FIG_CLAUSE_SPLIT.split(norm)
+            starts = [0]
+            for clause in clauses:
+                starts.append(starts[-1] + len(clause))
             return any(
-                figure_with(q.measure, clause, q.figure)
+                figure_with(q.measure, norm, q.figure, (starts[i], starts[i + 1]))
                 and (not subject or any(_covers(g, clauses[i - 1] + clause if i else clause) for g in subject))
                 for i, clause in enumerate(clauses)
             )
