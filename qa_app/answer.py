@@ -222,8 +222,9 @@ class Assistant:
         places a part joins ("安徽和河南…分别…"), each part labelled with its place."""
         docs = list(snap.docs.values())
         pieces = self._bounded(split_subquestions(question))  # checked before any part is worked on
-        parts = self._bounded([piece for part in pieces
-                               for piece in split_compared(normalize(part), docs, question_type(normalize(part)) == "number")])
+        normalized = [normalize(part) for part in pieces]
+        parts = self._bounded([piece for part in normalized
+                               for piece in split_compared(part, docs, question_type(part) == "number")])
         return parts if len(parts) > 1 else [("", question)]
 
     def _bounded(self, parts: list) -> list:

@@ -30,9 +30,8 @@ class GazetteerError(RuntimeError):
 
 
 # The provinces' official one-character abbreviations (简称), as the State Council lists them.
-# Alone each is also an ordinary character (新, 宁, 云, 鲁迅): in a question one counts when it is
-# written "X省" (豫省), or when it stands as a word of its own that the segmenter reads as an
-# abbreviation or a place name ("皖渝两地", "粤2025年").
+# Alone each is also an ordinary character (新, 宁, 云, 鲁迅): one counts when it is written "X省"
+# (豫省), or, in a question, where a place stands (``Gazetteer._find_abbreviations``).
 ABBREVIATIONS = {
     "京": "110000", "津": "120000", "冀": "130000", "晋": "140000", "蒙": "150000", "辽": "210000",
     "吉": "220000", "黑": "230000", "沪": "310000", "苏": "320000", "浙": "330000", "皖": "340000",

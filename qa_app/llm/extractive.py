@@ -190,17 +190,21 @@ def is_change(text: str, m: re.Match) -> bool:
     return m.group().endswith("百分点") or m.group().startswith("翻") or bool(_CHANGE_BEFORE.search(before))
 
 
-def figure_with(measure: str, text: str, kind: str = "", within: tuple[int, int] | None = None) -> bool:
+def _of_kind(text: str, m: re.Match, kind: str) -> bool:
+    """Is the figure ``m`` of the ``kind`` asked ("change", "level", or "": either)?"""
+    return not kind or is_change(text, m) == (kind == "change")
+
+
+def figure_starts(measure: str, text: str, kind: str = "") -> list[int]:
+    """Where ``text`` states a number carrying ``measure`` of the ``kind`` asked (a figure's kind
+    is read from the words before it in the whole text: "分别增长5.3%、7%")."""
+    return [m.start() for m in _figures(measure, text) if _of_kind(text, m, kind)]
+
+
+def figure_with(measure: str, text: str, kind: str = "") -> bool:
     """Does ``text`` state a number carrying ``measure`` (any figure when measure is empty), of the
-    ``kind`` asked ("change": how much something changed; "level": how much there is; "": either)?
-    ``within``: only a figure starting in that stretch of ``text`` counts (a clause, whose kind is
-    still read from the words before it in the whole sentence: "分别增长5.3%、7%")."""
-    for m in _figures(measure, text):
-        if within is not None and not within[0] <= m.start() < within[1]:
-            continue
-        if not kind or is_change(text, m) == (kind == "change"):
-            return True
-    return False
+    ``kind`` asked ("change": how much something changed; "level": how much there is; "": either)?"""
+    return any(_of_kind(text, m, kind) for m in _figures(measure, text))
 
 
 _GAP_UNITS = r"(?:元|美元|件|人次|家|项|平方米|平方公里|公顷|亩|吨|辆|张|套|户|处|所|座|%)"
@@ -267,15 +271,16 @@ class ExtractiveGenerator:
             # The figure must sit in a clause that speaks of the question's subject, not anywhere.
             # ("…基金落地海淀,规模约2亿元": the subject may stand in the clause just before.)
             subject = q.subject
+            figures = figure_starts(q.measure, norm, q.figure)
             clauses = _FIG_CLAUSE_SPLIT.split(norm)
-            starts = [0]
-            for clause in clauses:
-                starts.append(starts[-1] + len(clause))
-            return any(
-                figure_with(q.measure, norm, q.figure, (starts[i], starts[i + 1]))
-                and (not subject or any(_covers(g, clauses[i - 1] + clause if i else clause) for g in subject))
-                for i, clause in enumerate(clauses)
-            )
+            start = 0
+            for i, clause in enumerate(clauses):
+                end = start + len(clause)
+                if any(start <= f < end for f in figures) and (
+                        not subject or any(_covers(g, clauses[i - 1] + clause if i else clause) for g in subject)):
+                    return True
+                start = end
+            return False
         if q.qtype == "time":
             return bool(TIME_RE.search(norm))
         if q.qtype == "list":
@@ -486,8 +491,8 @@ class ExtractiveGenerator:
             if q.measure:
                 return figure_with(q.measure, c.norm, q.figure)
             # Any number will do, unless every figure it states is of the other kind (a change for a level).
-            found = any(True for _ in _figures("", c.norm))
-            return figure_with("", c.norm, q.figure) if found else bool(_ANY_DIGIT.search(c.norm))
+            figures = list(_figures("", c.norm))
+            return any(_of_kind(c.norm, m, q.figure) for m in figures) if figures else bool(_ANY_DIGIT.search(c.norm))
         return bool(TIME_RE.search(c.norm) or _ANY_DIGIT.search(c.norm))
 
     @staticmethod
