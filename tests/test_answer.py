@@ -257,3 +257,17 @@ def test_a_sentence_that_leans_on_the_one_before_is_quoted_with_it():
         # "他是…副馆长" names no one: the sentence before it, which does, is quoted with it.
         assert not answer.refused and "宋建成" in answer.text and "首位副馆长" in answer.text
         assert answer.citations[0].quote in text and "宋建成" in answer.citations[0].quote
+
+
+
+def test_the_economys_growth_in_everyday_words_asks_for_the_growth_of_gdp():
+    from qa_app.index.query import Query
+    from qa_app.question import analyse
+
+    # "经济增速" is what people call the growth the reports give as 地区生产总值增长: the question's
+    # subject must be met by the report's term, and the figure asked is a change.
+    for question in ("辽宁2025年经济增速是多少？", "安徽和河南2025年经济增长了多少？", "甘肃经济增幅是多少？"):
+        q = analyse(Query.parse(question), lambda t: None, lambda t: True)
+        assert any("地区生产总值" in g.alternatives for g in q.subject), question
+        assert q.figure == "change", question
+    assert "地区生产总值" in Query.parse("辽宁2025年经济增速是多少？").expansion  # and BM25 looks for it

@@ -97,3 +97,16 @@ def test_blind_provinces_set_quotes_its_reports_and_mixes_kinds():
     assert sum(1 for i in items if i.raw.get("low_overlap")) >= 0.4 * len(items)
     assert sum(1 for i in items if i.category == "comparison") >= 10
     assert sum(1 for i in items if not i.answerable) >= 15
+
+
+@pytest.mark.skipif(not PROVINCES.is_dir(), reason=f"the provincial reports are not at {PROVINCES} (../shared is beside the clone in CI only)")
+def test_blind_indicators_set_asks_for_headline_figures_in_everyday_words():
+    # Written at stop 25 by a session that saw neither the code nor the other sets: the headline
+    # indicators (growth, incomes, jobs, prices, trade …) of 20 provinces, most in everyday words.
+    items = check_quotes(EVAL / "provinces_indicators_blind.jsonl", PROVINCES)
+    assert len(items) >= 40 and sum(1 for i in items if not i.answerable) >= 8
+    low = [i for i in items if i.raw.get("low_overlap")]
+    assert len(low) >= 0.6 * sum(1 for i in items if i.answerable)
+    for item in low:
+        assert all(low_overlap(item.question, ev["quote"]) for ev in item.evidence), item.id
+    assert len({ev["doc"] for i in items for ev in i.evidence}) >= 15
