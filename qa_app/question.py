@@ -281,7 +281,13 @@ def question_type(norm: str) -> str:
     return "fact"
 
 
+# "涨了几个点", "占GDP几个点", "提高了多少个百分点": a share or a rate, not a count of 个.
+_POINTS = re.compile(r"(?:多少|几)个(?:百分)?点(?!位)|(?:多少|几)百分点")
+
+
 def expected_measure(norm: str) -> str:
+    if _POINTS.search(norm):
+        return "%"
     m = _MEASURE.search(norm)
     if m:
         unit = m.group(1)

@@ -271,3 +271,34 @@ def test_the_economys_growth_in_everyday_words_asks_for_the_growth_of_gdp():
         assert any("地区生产总值" in g.alternatives for g in q.subject), question
         assert q.figure == "change", question
     assert "地区生产总值" in Query.parse("辽宁2025年经济增速是多少？").expansion  # and BM25 looks for it
+
+
+def test_a_list_of_results_is_not_a_goal_because_one_of_them_was_held_below_a_bound():
+    from qa_app.config import settings_with
+    from qa_app.index.query import Query
+    from qa_app.llm.extractive import ExtractiveGenerator
+    from qa_app.models import Chunk, DocumentInfo, Passage, Scope
+    from qa_app.question import analyse
+
+    doc = DocumentInfo("xz.txt", "2026年西藏自治区政府工作报告", year=2026,
+                       scope=Scope(place="西藏自治区", level="province", reported=(2025, 2025), planned=(2026, 2026)))
+    results = ("地区生产总值增长7%，固定资产投资增长17.2%，社会消费品零售总额增长4.4%，"
+               "城镇调查失业率控制在5%以内，主要经济指标增速继续位居全国前列。")
+    goals = "今年的主要预期目标是：固定资产投资增长5%左右，城镇调查失业率控制在5.5%以内。"
+    section = "一、2025年和“十四五”时期工作回顾"
+    passages = [Passage(Chunk("c1", "xz.txt", 0, results, results, section, 0, len(results)), doc, 1.0),
+                Passage(Chunk("c2", "xz.txt", 1, goals, goals, section, 0, len(goals)), doc, 0.9)]
+    generator = ExtractiveGenerator(settings_with(sentence_model="builtin"))
+    q = analyse(Query.parse("2025年西藏固定资产投资增长了多少？"), lambda t: None, lambda t: t in results + goals)
+    assert q.stance == "actual"
+    texts = [c.text for c in generator.candidates(q, passages)]
+    # "控制在5%以内" is one of last year's results, not a goal of the list; a goal is still no answer to "增长了多少".
+    assert results in texts and goals not in texts
+
+
+def test_points_are_asked_as_a_share_or_a_rate():
+    from qa_app.question import expected_measure
+
+    for question in ("辽宁农村居民收入去年涨了几个点？", "湖南研发投入占GDP几个点？", "增速提高了多少个百分点？"):
+        assert expected_measure(question.lower()) == "%", question
+    assert expected_measure("海淀建了几个点位？") == "个" and expected_measure("有几个景点？") == "个"

@@ -153,6 +153,19 @@ def _covers(group: TermGroup, text: str) -> bool:
     return any(a.lower() in text for a in group.alternatives)
 
 
+def _goal_where_asked(q: QuestionAnalysis, norm: str) -> bool:
+    """Does the sentence set a goal where it speaks of what is asked: its opening clause ("今年的
+    主要预期目标是：") or a clause holding the question's subject? A list of last year's results
+    may end "…失业率控制在5%以内" without making "固定资产投资增长17.2%" a goal. (The whole
+    sentence when no clause holds the subject.)"""
+    clauses = [c for c in _FIG_CLAUSE_SPLIT.split(norm) if c]
+    asked = [c for c in clauses if any(_covers(g, c) for g in q.subject)]
+    if not asked:
+        return True
+    where = "".join([clauses[0], *asked])
+    return bool(_TARGET.search(where)) and not _ACTUAL.search(where)
+
+
 # People are counted with several measure words: "多少人" is answered by "1.4万名师生"; a
 # weight or an area in any of its units ("多少万吨" by "838.6亿斤").
 _MEASURE_ALIASES = {"人": "(?:人|名|位)", "名": "(?:名|人|位)", "位": "(?:位|名|人)",
@@ -345,7 +358,7 @@ class ExtractiveGenerator:
                         continue
                 coverage = self._coverage(q, norm, heading, nearby)
                 sets_goal = bool(_TARGET.search(norm)) and not _ACTUAL.search(norm)
-                if q.stance == "actual" and sets_goal:
+                if q.stance == "actual" and sets_goal and _goal_where_asked(q, norm):
                     continue  # asked what happened ("实际"); a goal is not an answer
                 elif q.stance == "target" and not _TARGET.search(norm + heading):
                     coverage *= 0.8
