@@ -85,6 +85,8 @@ class Passage:
     # The question's similarity with each sentence of the chunk (by its normalised text), from
     # the embedding model; empty when the index has no sentence vectors.
     sentence_sims: dict[str, float] = field(default_factory=dict)
+    # The years its report gives a heading of their own (``text.headed_years``).
+    headed_years: frozenset[int] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
         return {

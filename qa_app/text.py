@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from functools import lru_cache
 
 import opencc
@@ -75,19 +76,38 @@ def years_in(text: str) -> set[int]:
     return {int(y) for y in YEAR_RE.findall(text)}
 
 
-def year_scope(text: str, section: str, doc_years: set[int] | int | None, asked: set[int]) -> set[int]:
+def year_scope(text: str, section: str, doc_years: set[int] | int | None, asked: set[int],
+               headed: frozenset[int] = frozenset()) -> set[int]:
     """Which asked years a piece of text speaks for: the years it names; else its section's
     years (a section about 十四五 speaks for 2021–2025); else, when its section names none,
-    the years its report reports on."""
+    the years its report reports on. ``headed``: the years the report gives a heading of their
+    own ("三、2026年重点工作"); a section that names only a plan period ("二、“十五五”时期主要目标
+    任务") does not speak for those: its targets are the period's (2030), not that year's."""
     named = years_in(text) & asked
     if named:
         return named
-    section_years = years_in(section) | {y for a, b in plans_in(section) for y in range(a, b + 1)}
-    if section_years:
-        return section_years & asked
+    explicit = years_in(section)
+    plan_years = {y for a, b in plans_in(section) for y in range(a, b + 1)}
+    if explicit:
+        return (explicit | plan_years) & asked
+    if plan_years:
+        return (plan_years - headed) & asked
     if isinstance(doc_years, int):
         doc_years = {doc_years}
     return set(doc_years or ()) & asked
+
+
+def headed_years(title: str, sections: Iterable[str]) -> frozenset[int]:
+    """The years a report gives a heading of their own ("三、2026年重点工作", "一、2025年和“十四五”
+    时期工作回顾"): any level of a section path that names a year, the report's title excepted."""
+    title = normalize(title)
+    out: set[int] = set()
+    for path in set(sections):
+        for heading in path.split(" > "):
+            heading = normalize(heading)
+            if heading != title:
+                out |= years_in(heading)
+    return frozenset(out)
 
 
 @lru_cache(maxsize=1)

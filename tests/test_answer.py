@@ -302,3 +302,31 @@ def test_points_are_asked_as_a_share_or_a_rate():
     for question in ("辽宁农村居民收入去年涨了几个点？", "湖南研发投入占GDP几个点？", "增速提高了多少个百分点？"):
         assert expected_measure(question.lower()) == "%", question
     assert expected_measure("海淀建了几个点位？") == "个" and expected_measure("有几个景点？") == "个"
+
+
+def test_a_target_for_the_asked_year_is_not_taken_from_the_plan_periods_targets():
+    from qa_app.config import settings_with
+    from qa_app.index.query import Query
+    from qa_app.llm.extractive import ExtractiveGenerator
+    from qa_app.models import Chunk, DocumentInfo, Passage, Scope
+    from qa_app.question import analyse
+    from qa_app.text import headed_years
+
+    title = "2026年贵州省政府工作报告"
+    doc = DocumentInfo("gz.txt", title, year=2026,
+                       scope=Scope(place="贵州省", level="province", reported=(2025, 2025), planned=(2026, 2026)))
+    period = "城镇化质量和水平稳步提升，常住人口城镇化率达63%左右。"  # 2030's target, the year never said
+    year = "今年经济社会发展的主要预期目标是：地区生产总值增长5%左右，常住人口城镇化率达59%左右。"
+    sections = [title, "二、“十五五”时期主要目标任务", "三、2026年工作安排"]
+
+    def passages(headed):
+        return [Passage(Chunk("c1", "gz.txt", 0, period, period, sections[1], 0, len(period)), doc, 1.0, headed_years=headed),
+                Passage(Chunk("c2", "gz.txt", 1, year, year, sections[2], 0, len(year)), doc, 0.9, headed_years=headed)]
+
+    generator = ExtractiveGenerator(settings_with(sentence_model="builtin"))
+    q = analyse(Query.parse("贵州2026年常住人口城镇化率的目标是多少？"), lambda t: None, lambda t: t in period + year)
+    headed = passages(headed_years(title, sections))
+    assert [c.text for c in generator.candidates(q, headed) if "城镇化率" in c.text] == [year]
+    assert "59%" in generator.generate(q, headed).text
+    # A report that gives 2026 no heading of its own: the plan's section may speak for it.
+    assert any("63%" in c.text for c in generator.candidates(q, passages(frozenset())))

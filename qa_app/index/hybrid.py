@@ -153,7 +153,8 @@ class HybridSearcher:
                 continue
             passages.append(
                 Passage(chunk, doc, score, rank, {"bm25": lex_scores.get(cid, 0.0), "dense": dense_scores.get(cid, 0.0),
-                                                  **({"sentence": sentence_scores.get(cid, 0.0)} if sentences else {})})
+                                                  **({"sentence": sentence_scores.get(cid, 0.0)} if sentences else {})},
+                        headed_years=snap.headed.get(chunk.doc_id, frozenset()))
             )
         if passages and qv is not None:
             self._sentence_sims(passages, qv, snap)

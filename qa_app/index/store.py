@@ -64,6 +64,7 @@ from qa_app.index.vector_store import (
     store_class,
 )
 from qa_app.models import Chunk, DocumentInfo
+from qa_app.text import headed_years
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,9 @@ class Snapshot:
     # Each document's chunks and its stretch of ``corpus``: what the next version reuses.
     by_doc: dict[str, tuple[Chunk, ...]] = field(default_factory=dict, repr=False)
     spans: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
+    # Each document's years with a heading of their own (text.headed_years): where a section
+    # naming only a plan period stops speaking for a year.
+    headed: dict[str, frozenset[int]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, version: int, docs: list[DocumentInfo], chunks: list[Chunk], token_lists: Iterable[list[str]]) -> "Snapshot":
@@ -157,6 +161,7 @@ class Snapshot:
             corpus="\n".join(pieces),
             by_doc=ordered,
             spans=new_spans,
+            headed={d: headed_years(infos[d].title if d in infos else "", (c.section for c in ordered[d])) for d in names},
         )
 
     def allowed_mask(self, doc_ids: set[str] | None) -> np.ndarray | None:

@@ -327,7 +327,7 @@ class ExtractiveGenerator:
         """Which of the question's years this sentence may speak for."""
         if not q.years:
             return frozenset()
-        return frozenset(year_scope(sentence, normalize(p.chunk.section), p.doc.years(), set(q.years)))
+        return frozenset(year_scope(sentence, normalize(p.chunk.section), p.doc.years(), set(q.years), p.headed_years))
 
     def _sentences(self, q: QuestionAnalysis, text: str) -> tuple[str, ...]:
         return statements(text, _LIST_SENT_SPLIT if q.qtype == "list" else _SENT_SPLIT)
