@@ -350,9 +350,12 @@ def analyse(query: Query, term_idf, known=lambda term: True) -> QuestionAnalysis
             # short name, nor of a kind of body marked by a word none of whose parts they use
             # (三甲 + 医院). An unknown word they know the parts of is a rewording (高新科技 for
             # 高新技术): left to the evidence.
+            # jieba tags ordinary compounds as organisation names too (科研开发/nt): a name counts
+            # when it ends in a body word or the reports know none of its parts.
             name = _named_body(w, text) if unknown else ""
             alien = unknown and not any(known(w[i : i + 2]) for i in range(len(w) - 1))
-            entity = (bool(name) and not any(known(a) for a in _short_forms(name))) or (
+            named = bool(name) and (alien or re.search(_BODY + "$", name) is not None)
+            entity = (named and not any(known(a) for a in _short_forms(name))) or (
                 alien and bool(re.search(re.escape(w) + _BODY, text)))
             groups.append(TermGroup((w,), idf(w), unknown=unknown, entity=entity))
     for g in groups:

@@ -238,6 +238,10 @@ def test_only_organisations_and_kinds_of_body_the_reports_never_name_make_a_ques
     assert named("海淀有多少家国家级高新科技公司？") == []  # a rewording of words the reports use
     assert named("海淀区有多少家三甲医院？") == ["三甲"]  # a kind of hospital they never name
     assert named("海淀和复旦大学合作办了哪所学校？") == ["复旦大学"]
+    # jieba tags 科研开发 as an organisation's name (nt); the reports know its parts (科研, 开发)
+    # and no body word follows: an everyday rewording, left to the evidence.
+    corpus += "全社会研发投入强度提升至2.62%，支持企业开展科研攻关和技术开发。"
+    assert named("去年湖南花在搞科研开发上的钱占GDP几个点？") == []
 
 
 def test_a_sentence_that_leans_on_the_one_before_is_quoted_with_it():
@@ -271,6 +275,17 @@ def test_the_economys_growth_in_everyday_words_asks_for_the_growth_of_gdp():
         assert any("地区生产总值" in g.alternatives for g in q.subject), question
         assert q.figure == "change", question
     assert "地区生产总值" in Query.parse("辽宁2025年经济增速是多少？").expansion  # and BM25 looks for it
+
+
+def test_foreign_trade_is_imports_and_exports_not_exports_alone():
+    from qa_app.index.query import Query
+    from qa_app.question import analyse
+
+    corpus = "出口逆势增长17.8%。进出口总额增长17.3%。"
+    q = analyse(Query.parse("2025年安徽外贸涨了多少？"), lambda t: None, lambda t: t in corpus)
+    trade = next(g for g in q.groups if "外贸" in g.alternatives)
+    # 外贸 (对外贸易) is what 进出口 measures: "出口增长17.8%" is half of it, not an answer.
+    assert "进出口总额" in trade.alternatives and "出口额" not in trade.alternatives
 
 
 def test_a_list_of_results_is_not_a_goal_because_one_of_them_was_held_below_a_bound():
