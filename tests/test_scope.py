@@ -128,16 +128,19 @@ def test_question_scope_restricts_refuses_and_resolves_relative_years():
 
 def test_compared_places_and_years_become_one_question_each():
     assert split_compared("安徽和河南2025年经济增速分别是多少？", []) == [
-        ("安徽", "安徽2025年经济增速分别是多少？"), ("河南", "河南2025年经济增速分别是多少？")]
+        ("安徽", "安徽2025年经济增速是多少？"), ("河南", "河南2025年经济增速是多少？")]
+    # Each part asks of one place: "分别" and an adverbial 各 leave it (they kept 经济 and 增长 apart).
+    assert split_compared("宁夏和青海2025年经济分别增长了多少？", [])[0] == ("宁夏", "宁夏2025年经济增长了多少？")
+    assert split_compared("吉林和辽宁2025年城镇各新增了多少就业？", [])[1] == ("辽宁", "辽宁2025年城镇新增了多少就业？")
     assert [label for label, _ in split_compared("2023年和2024年海淀GDP增速分别是多少？", [])] == ["2023年", "2024年"]
     assert [label for label, _ in split_compared("How many urban jobs did Jiangsu and Shandong each add in 2025?", [])] == [
         "Jiangsu", "Shandong"]
     assert split_compared("海淀上市公司总数2019年底和2021年分别是多少家？", []) == [
-        ("2019年底", "海淀上市公司总数2019年底分别是多少家？"), ("2021年", "海淀上市公司总数2021年分别是多少家？")]
+        ("2019年底", "海淀上市公司总数2019年底是多少家？"), ("2021年", "海淀上市公司总数2021年是多少家？")]
     # 各 before a verb asks of each; the words before a place may be said again before the next.
     assert [label for label, _ in split_compared("吉林和辽宁2025年城镇各新增了多少就业？", [])] == ["吉林", "辽宁"]
     assert split_compared("2025年去内蒙古和去新疆玩的人各有多少？", []) == [
-        ("内蒙古", "2025年去内蒙古玩的人各有多少？"), ("新疆", "2025年去新疆玩的人各有多少？")]
+        ("内蒙古", "2025年去内蒙古玩的人有多少？"), ("新疆", "2025年去新疆玩的人有多少？")]
     # Abbreviations written together, each asked about by its place's name; 各 as a determiner asks nothing.
     assert split_compared("黔滇两省去年经济增速谁更快？", []) == [("黔", "贵州去年经济增速谁更快？"), ("滇", "云南去年经济增速谁更快？")]
     assert split_compared("北京各区和上海的情况", []) == [("", "北京各区和上海的情况")]

@@ -53,12 +53,34 @@ def _asks_each(text: str) -> bool:
     ("吉林和辽宁…各新增了多少"), not as a determiner ("各地区", "各项")."""
     if _EACH.search(text):
         return True
+    return bool(_each_adverbs(text))
+
+
+def _each_adverbs(text: str) -> list[int]:
+    """Where 各 stands as an adverb before a verb ("…各新增了多少")."""
     if "各" not in text:
-        return False
+        return []
     import jieba.posseg
 
     tagged = jieba.posseg.lcut(text)
-    return any(w.word == "各" and nxt.flag in ("v", "vd", "vi") for w, nxt in zip(tagged, tagged[1:]))
+    at, out = 0, []
+    for w, nxt in zip(tagged, tagged[1:]):
+        if w.word == "各" and nxt.flag in ("v", "vd", "vi"):
+            out.append(at)
+        at += len(w.word)
+    return out
+
+
+# "分别", "各自": said of the places or years together; a part asks of one ("宁夏2025年经济分别增长了
+# 多少" would keep 经济 and 增长 apart).
+_RESPECTIVELY = re.compile(r"分别|各自")
+
+
+def _one_part(text: str) -> str:
+    """A part of a compared question without the words that asked for each."""
+    for i in reversed(_each_adverbs(text)):
+        text = text[:i] + text[i + 1:]
+    return _RESPECTIVELY.sub("", text)
 
 
 @dataclass(frozen=True)
@@ -197,7 +219,7 @@ def _split(text: str, found: list[tuple[int, str, str]]) -> list[tuple[str, str]
     start, end = run[0][0], run[-1][0] + len(run[-1][1])
     # "两地"/"两省"/"两年" only say how many are asked about: left out of each part.
     tail = re.sub(r"^(?:[两二三四五六七八九几各]+(?:省|市|地|区|年|个省份|个地区)|等地)", "", text[end:])
-    return [(words, text[:start] + asked + tail) for _, words, asked in run]
+    return [(words, _one_part(text[:start] + asked + tail)) for _, words, asked in run]
 
 
 def coverage_text(docs: list[DocumentInfo], limit: int = 8) -> str:
