@@ -136,13 +136,17 @@ class Snapshot:
         groups |= {d: part for d, (part, _) in fresh.items()}
         bm25 = self.bm25.updated(changed, ((d, [c.chunk_id for c in part], toks) for d, (part, toks) in fresh.items()))
         spans = {d: span for d, span in self.spans.items() if d not in changed}
-        return Snapshot._assemble(version, infos, groups, spans, self.corpus, bm25)
+        headed = {d: years for d, years in self.headed.items() if d not in changed}
+        return Snapshot._assemble(version, infos, groups, spans, self.corpus, bm25, headed)
 
     @classmethod
     def _assemble(cls, version: int, infos: dict[str, DocumentInfo], groups: dict[str, tuple[Chunk, ...]],
-                  spans: dict[str, tuple[int, int]], corpus: str, bm25: BM25Index) -> "Snapshot":
+                  spans: dict[str, tuple[int, int]], corpus: str, bm25: BM25Index,
+                  headed: dict[str, frozenset[int]] | None = None) -> "Snapshot":
         """Documents in id order and chunks in the catalog's order, whatever order the parts came in.
-        A document's text in ``corpus`` is its span of the previous ``corpus`` when it has one."""
+        A document's text in ``corpus`` is its span of the previous ``corpus`` when it has one; its
+        headed years, those of ``headed`` when given there."""
+        headed = headed or {}
         names = sorted(groups)
         pieces = [corpus[spans[d][0] : spans[d][1]] if d in spans else "\n".join(c.norm.lower() for c in groups[d])
                   for d in names]
@@ -161,7 +165,8 @@ class Snapshot:
             corpus="\n".join(pieces),
             by_doc=ordered,
             spans=new_spans,
-            headed={d: headed_years(infos[d].title if d in infos else "", (c.section for c in ordered[d])) for d in names},
+            headed={d: headed[d] if d in headed else headed_years(infos[d].title if d in infos else "",
+                                                                  (c.section for c in ordered[d])) for d in names},
         )
 
     def allowed_mask(self, doc_ids: set[str] | None) -> np.ndarray | None:
