@@ -223,8 +223,10 @@ class Assistant:
         docs = list(snap.docs.values())
         pieces = self._bounded(split_subquestions(question))  # checked before any part is worked on
         normalized = [normalize(part) for part in pieces]
-        parts = self._bounded([piece for part in normalized
-                               for piece in split_compared(part, docs, question_type(part) == "number")])
+        # A part said twice ("…分别是多少？哪个更低？": the ranking borrows the figure's topic and
+        # becomes the same parts) is answered once.
+        parts = self._bounded(list(dict.fromkeys(piece for part in normalized
+                                                 for piece in split_compared(part, docs, question_type(part) == "number"))))
         return parts if len(parts) > 1 else [("", question)]
 
     def _bounded(self, parts: list) -> list:

@@ -142,7 +142,7 @@ def test_compared_places_and_years_become_one_question_each():
     assert split_compared("2025年去内蒙古和去新疆玩的人各有多少？", []) == [
         ("内蒙古", "2025年去内蒙古玩的人有多少？"), ("新疆", "2025年去新疆玩的人有多少？")]
     # Abbreviations written together, each asked about by its place's name; 各 as a determiner asks nothing.
-    assert split_compared("黔滇两省去年经济增速谁更快？", []) == [("黔", "贵州去年经济增速谁更快？"), ("滇", "云南去年经济增速谁更快？")]
+    assert split_compared("黔滇两省去年经济增速谁更快？", []) == [("黔", "贵州去年经济增速是多少？"), ("滇", "云南去年经济增速是多少？")]
     assert split_compared("北京各区和上海的情况", []) == [("", "北京各区和上海的情况")]
     assert [label for label, _ in split_compared("鄂、湘、赣三省2025年GDP分别增长多少？", [])] == ["鄂", "湘", "赣"]
     # A city and its district written together are one place, not two to compare.
@@ -156,9 +156,28 @@ def test_compared_places_and_years_become_one_question_each():
     assert split_compared("海南和西藏今年把经济要涨多少定成目标？", [doc("hainan", "海南")], True)[0][0] == ""
     assert split_compared("海南和西藏今年把经济要涨多少定成目标？", apart)[0][0] == ""  # not a figure question
     assert split_compared("海南和西藏之间有多少条航线？", apart, True)[0][0] == ""  # one figure for both
+    # Which of them is ahead is asked across the parts: each part asks its own figure (a speed is a
+    # growth), and words that only count the places ("这两个东北省份") are left out.
+    assert split_compared("去年甘肃、宁夏两地的经济谁跑得更快？", []) == [
+        ("甘肃", "去年甘肃的经济增长了多少？"), ("宁夏", "去年宁夏的经济增长了多少？")]
+    assert split_compared("河南和山东哪个省去年粮食产量更高？", [])[1] == ("山东", "山东去年粮食产量是多少？")
+    assert split_compared("安徽和江苏2025年谁的进出口总额更多？", [])[0] == ("安徽", "安徽2025年进出口总额是多少？")
+    assert split_compared("2025年山东和山西的PM2.5浓度分别是多少，哪个更低？", [])[0] == ("山东", "2025年山东的PM2.5浓度是多少？")
+    assert split_compared("2023年和2024年哪年海淀GDP增长更快？", [])[1] == ("2024年", "2024年海淀GDP增长了多少？")
+    assert split_compared("黑龙江、吉林这两个东北省份2025年各打了多少粮？", [])[0] == ("黑龙江", "黑龙江2025年打了多少粮？")
     # Places that share one topic are not a comparison.
     assert split_compared("北京、天津、河北三地协同发展的国家战略是哪一年满十年的?", []) == [
         ("", "北京、天津、河北三地协同发展的国家战略是哪一年满十年的?")]
+
+
+def test_a_ranking_asked_after_the_figures_is_answered_by_them(assistant):
+    # "哪年更快？" borrows the first question's topic and would ask the same two parts again.
+    question = "2023年和2024年海淀区地区生产总值分别增长了多少？哪年更快？"
+    parts = assistant._parts(question, assistant.index.snapshot())
+    assert parts == [("2023年", "2023年海淀区地区生产总值增长了多少?"), ("2024年", "2024年海淀区地区生产总值增长了多少?")]
+    answer = assistant.ask(question)
+    assert answer.text.count("〔2023年〕") == 1 and answer.text.count("〔2024年〕") == 1
+    assert "增长6%" in answer.text and "增长6.0%" in answer.text
 
 
 def test_places_no_report_covers_are_refused_with_what_is_covered(assistant):

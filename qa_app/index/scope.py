@@ -76,11 +76,33 @@ def _each_adverbs(text: str) -> list[int]:
 _RESPECTIVELY = re.compile(r"分别|各自")
 
 
+# "谁跑得更快", "哪个省…更高", "哪个更低": asked across the parts, answered by setting their figures
+# side by side; alone, a part would ask who or which.
+_RANKED = re.compile(
+    r"(?:谁|哪一?个|哪)(?:省份|省|市|地区|地方|地|区|城市|年)?的?(?P<what>[^,，。;；？?]*?)"
+    r"(?:跑|涨|长|增长|来|定|排)?得?更?(?P<how>[快慢高低多少大小])(?:一些|一点|些)?(?=[？?。]|$)")
+
+
+def _figure_of_one(text: str) -> str:
+    """A part that asks which of the compared is ahead asks its own figure instead: the part that
+    already asks it ("…是多少，哪个更低？") drops the ranking; otherwise the ranking becomes the
+    figure (a speed, 快/慢, is a growth unless growth is already named)."""
+    m = _RANKED.search(text)
+    if not m:
+        return text
+    before, after = text[: m.start()], text[m.end():]
+    if re.search(r"多少|几", before):
+        return before.rstrip(",，、;； ") + after
+    asked = before + m["what"]
+    verb = "增长了多少" if m["how"] in "快慢" and "增" not in asked else "是多少"
+    return asked + verb + after
+
+
 def _one_part(text: str) -> str:
-    """A part of a compared question without the words that asked for each."""
+    """A part of a compared question without the words that asked for each or for the ranking."""
     for i in reversed(_each_adverbs(text)):
         text = text[:i] + text[i + 1:]
-    return _RESPECTIVELY.sub("", text)
+    return _figure_of_one(_RESPECTIVELY.sub("", text))
 
 
 @dataclass(frozen=True)
@@ -217,8 +239,9 @@ def _split(text: str, found: list[tuple[int, str, str]]) -> list[tuple[str, str]
     if len(run) < 2:
         return [("", text)]
     start, end = run[0][0], run[-1][0] + len(run[-1][1])
-    # "两地"/"两省"/"两年" only say how many are asked about: left out of each part.
-    tail = re.sub(r"^(?:[两二三四五六七八九几各]+(?:省|市|地|区|年|个省份|个地区)|等地)", "", text[end:])
+    # "两地"/"两省"/"这两个东北省份" only say how many are asked about: left out of each part.
+    tail = re.sub(r"^(?:这|这些)?(?:[两二三四五六七八九几各]+个?[\u4e00-\u9fff]{0,3}?(?:省份|省区|省|市|地区|地|区|年|城市)|等地)",
+                  "", text[end:])
     return [(words, _one_part(text[:start] + asked + tail)) for _, words, asked in run]
 
 
