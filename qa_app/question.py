@@ -19,7 +19,7 @@ from qa_app.lexicon import active
 from qa_app.places import gazetteer
 from qa_app.text import is_latin_question, names_span, plans_in
 
-_TIME = re.compile(r"哪一?年|何年|何时|什么时候|几月|几号|哪天|哪一天|日期|\bwhen\b|what year|which year|what date", re.I)
+_TIME = re.compile(r"哪一?年|何年|何时|什么时候|什么时间|几月|几号|哪天|哪一天|日期|\bwhen\b|what year|which year|what date", re.I)
 _NUMBER = re.compile(
     r"多少|几[个家项所座条支套位次成倍人万亿名件]|多大|多高|多长|多远|多快|多久|比例|比重|占比|百分之|增速|增幅|规模|总量|"
     r"\bhow (?:many|much|big|large|fast|far)\b|what (?:share|percentage|proportion)|by how much|\brate\b",
@@ -278,7 +278,21 @@ def question_type(norm: str) -> str:
         return "list"
     if _NUMBER.search(norm) or (is_latin_question(norm) and _EN_FIGURE_NOUN.search(norm)):
         return "number"
+    if not _ASKING_WORD.search(norm):
+        # Typed as into a search box, without a question word: the last word names what is asked
+        # ("…开幕时间", "…全年营收", "…死亡人数").
+        head = norm.rstrip("？?。.!！ ")
+        if _HEAD_TIME.search(head):
+            return "time"
+        if _HEAD_AMOUNT.search(head):
+            return "number"
     return "fact"
+
+
+_ASKING_WORD = re.compile(r"什么|哪|谁|何|吗|呢|怎|如何|为什么|是否|多少|几|\b(?:what|which|who|how|when|where|why)\b", re.I)
+_HEAD_TIME = re.compile(r"(?:时间|日期|时刻)$")
+# Nouns of amount: counts (人数, 交付量), sums (总额, 营收), rates (增长率); not 质量 (quality) or 力量.
+_HEAD_AMOUNT = re.compile(r"(?:数|(?<![质力])量|额|率|营收|收入|利润|票房|产值|总值|价格|奖金|人次|震级)$")
 
 
 # "涨了几个点", "占GDP几个点", "提高了多少个百分点": a share or a rate, not a count of 个.
@@ -337,6 +351,9 @@ def analyse(query: Query, term_idf, known=lambda term: True) -> QuestionAnalysis
     else:
         # "多少亿元" asks for a unit; the unit is not what the question is about.
         text = re.sub(rf"(?:多少|几)(?:{_MEASURE_WORDS})?", " ", text)
+        if not _ASKING_WORD.search(text):
+            # "…上映时间" typed without a question word: its last word asks, like 什么时候.
+            text = _HEAD_TIME.sub(" ", text.rstrip("？?。.!！ "))
         syn_groups, rest = _synonym_spans(_QUESTION_WORDS.sub(" ", text))
         for g in syn_groups:
             groups.append(TermGroup(g, max(idf(a) for a in g), unknown=not any(known(a) for a in g)))

@@ -60,10 +60,26 @@ def test_figure_helpers():
 
     assert figure_with("人", "三千人") and not figure_with("人", "每千人常住人口")
     assert figure_with("件", "全年接诉26万余件")
+    # A count whose unit is left out, what it counts named before it; money in another currency.
+    assert figure_with("人", "我国网民规模为10.51亿，互联网普及率达74.4%") and not figure_with("人", "投资10亿元")
+    assert not figure_with("人", "每万人拥有执业医师") and not figure_with("吨", "粮食产量1.2万，")
+    assert figure_with("元", "进出口规模6.05万亿美元")
     assert lost_figure("元", "区级一般公共预算收入完成亿元")
     assert lost_figure("", "全区森林面积达万公顷")
     assert lost_figure("", "每千人口拥有3岁以下婴幼儿托位数个", focus=("托位数",))
     assert not lost_figure("", "托位数已达4925个", focus=("托位数",))
+
+
+def test_a_phrase_typed_without_a_question_word_asks_what_its_last_word_names():
+    from qa_app.question import question_type
+
+    # Typed as into a search box: the head noun says what kind of answer is wanted.
+    assert question_type("2022春运开始时间") == "time" and question_type("全国政协十三届五次会议闭幕时间？") == "time"
+    assert question_type("2022年英特尔全年营收") == "number" and question_type("2023年国考实际参考人数") == "number"
+    assert question_type("2022年重庆的GDP增长率") == "number" and question_type("2021年北京大兴机场年旅客吞吐量") == "number"
+    # Not a quality, a title or anything a question word already asks.
+    assert question_type("2023年北京空气质量") == "fact" and question_type("卡塔尔世界杯的冠军") == "fact"
+    assert question_type("节目在什么时间播出？") == "time" and question_type("人数最多的是哪个队？") == "fact"
 
 
 def test_a_figure_of_change_does_not_answer_for_a_level_nor_the_reverse():
