@@ -139,6 +139,14 @@ class Settings(BaseSettings):
     # up, but the provinces lost refusals), "kept" searches with them (stop 22 and before).
     # bench/calibrate.py --grid place_words=kept,lexical,all; see the README's stop-23 notes.
     place_words: Literal["kept", "lexical", "all"] = "lexical"
+    # What the question's vector is made of: "topic", what it asks about — without the places
+    # that chose its documents, the years and the five-year plans it names (they restrict the
+    # documents, the fused ranking's year inputs and the answerer's year scope see them; in the
+    # vector they pull towards any sentence naming a year or a place); "asked", the question as
+    # asked (the places left out only with place_words="all"). Stop 27: the sentence channel finds
+    # the evidence of the seeds' everyday-words questions in its top five 0.64 -> 0.87 of the time;
+    # blind provinces set of stop 27 0.48 -> 0.61; see the README's stop-27 notes.
+    question_vector: Literal["asked", "topic"] = "topic"
     # Questions naming a year prefer chunks (and reports) about that year.
     year_boost: float = 0.6
     # Questions naming a report ("政府工作报告", "十三五规划") prefer its chunks.

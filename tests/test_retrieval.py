@@ -128,3 +128,39 @@ def test_a_scoped_dense_search_filters_after_the_store_and_agrees_with_the_store
     for allowed in (set(docs[:3]), {docs[0]}):
         scoped = sentences.best_chunks(vector, 20, snap.allowed_mask(allowed))
         assert scoped == [hit for hit in everywhere if snap.chunks[hit[0]].doc_id in allowed][:20]
+
+
+def test_the_question_vector_reads_what_is_asked_about(seeds_index):
+    """The places that chose a question's documents, its years and plan periods leave its vector
+    (the scope and the ranking's year inputs see them): in the vector they pulled towards any
+    sentence naming 海淀 or a year. On the seeds' everyday-words set the sentence channel alone then
+    finds the evidence among its top five far more often."""
+    from qa_app.index.hybrid import HybridSearcher
+    from qa_app.index.query import Query
+    from qa_app.index.scope import resolve
+
+    from .conftest import ROOT
+
+    assert Query.parse("“十四五”时期2025年底海淀常住人口是多少？").topic().norm == "海淀常住人口是多少?"
+    assert Query.parse("2023年呢？").topic().norm == "2023年呢?"  # nothing else to ask about: kept
+
+    items = [i for i in load_eval_set(ROOT / "eval_sets" / "seeds_paraphrase.jsonl") if i.evidence]
+    snap = seeds_index.snapshot()
+    found = {}
+    for way in ("asked", "topic"):
+        searcher = HybridSearcher(seeds_index)
+        searcher.settings = seeds_index.settings.model_copy(update={"question_vector": way})
+        seeds_index.settings, kept = searcher.settings, seeds_index.settings
+        try:
+            hits = 0
+            for item in items:
+                query = Query.parse(item.question)
+                scope = resolve(query.norm, list(snap.docs.values()))
+                allowed = searcher.allowed(query, snap, None, scope)
+                _, _, by_sentence, _ = searcher.channels(query, allowed, snap, True, True, scope.framing)
+                top = [snap.chunks[cid] for cid, _ in by_sentence[:5]]
+                hits += bool(hit_rank(item, [(c.doc_id, c.text) for c in top]))
+        finally:
+            seeds_index.settings = kept
+        found[way] = hits / len(items)
+    assert found["topic"] >= found["asked"] + 0.05, found

@@ -174,12 +174,14 @@ class HybridSearcher:
         """The three rankings of the allowed chunks, ``candidates`` deep: BM25 (without the
         ``framing`` words, ``QuestionScope.framing``), the chunk vectors (when ``dense``), the
         chunks' closest sentences (when ``sentences``); and the question's vector (None without
-        the dense side; without the ``framing`` words too when ``place_words`` is "all")."""
+        the dense side; without the ``framing`` words too when ``place_words`` is "all" or
+        ``question_vector`` is "topic")."""
         n = self.settings.candidates
         framing = framing if self.settings.place_words != "kept" else ()
         mask = snap.allowed_mask(allowed)
         lexical = snap.bm25.search(query.bm25_tokens(framing), n, mask)
-        meant = query.without(framing) if framing and self.settings.place_words == "all" else query
+        topic = self.settings.question_vector == "topic"
+        meant = query.without(framing) if framing and (topic or self.settings.place_words == "all") else query
         qv = self.index.question_vector(meant) if dense and snap.chunks else None
         by_chunk = self.index.dense_search(query.dense_text, n, allowed, snap, qv) if qv is not None else []
         by_sentence: list[tuple[str, float]] = []

@@ -62,6 +62,11 @@ def _strip(text: str, words: tuple[str, ...]) -> str:
     return text
 
 
+# When a question is about: a year ("2025年底", "2019"), a relative one, a five-year plan ("“十四五”时期").
+_WHEN = re.compile(r"(?<!\d)(?:19|20)\d{2}(?!\d)\s*年?(?:底|末|初|上半年|下半年|以来|全年)?|[去今明前]年"
+                   r"|“?十[一二三四五六七八九]?五”?(?:时期|期间|末|初)?")
+
+
 @dataclass
 class Query:
     text: str  # as asked
@@ -109,6 +114,12 @@ class Query:
         """The question with these words left out (itself when nothing else would be left)."""
         rest = _strip(self.norm, words).strip()
         return Query.parse(rest) if rest else self
+
+    def topic(self) -> "Query":
+        """The question without the years, relative years and five-year plans it names: what it
+        asks about (itself when too little else would be left)."""
+        rest = _WHEN.sub("", self.norm).strip()
+        return Query.parse(rest) if len(re.sub(r"\W", "", rest)) >= 2 else self
 
     def title_terms(self) -> list[str]:
         """Longer terms that may name a report ("政府工作报告", "第十三个五年")."""

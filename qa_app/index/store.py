@@ -837,7 +837,10 @@ class Index:
         return np.asarray(self.embeddings.embed_query(text), dtype=np.float32)
 
     def question_vector(self, query) -> np.ndarray:
-        """A question's vector: the normalised mean of its dense texts' (``Query.dense_texts``)."""
+        """A question's vector: the normalised mean of its dense texts' (``Query.dense_texts``), of
+        what it asks about (``Query.topic``) unless the settings say the question as asked."""
+        if self.settings.question_vector == "topic":
+            query = query.topic()
         vectors = [self.query_vector(t) for t in query.dense_texts]
         if len(vectors) == 1:
             return vectors[0]
