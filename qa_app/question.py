@@ -290,9 +290,11 @@ def question_type(norm: str) -> str:
 
 
 _ASKING_WORD = re.compile(r"什么|哪|谁|何|吗|呢|怎|如何|为什么|是否|多少|几|\b(?:what|which|who|how|when|where|why)\b", re.I)
-_HEAD_TIME = re.compile(r"(?:时间|日期|时刻)$")
-# Nouns of amount: counts (人数, 交付量), sums (总额, 营收), rates (增长率); not 质量 (quality) or 力量.
-_HEAD_AMOUNT = re.compile(r"(?:数|(?<![质力])量|额|率|营收|收入|利润|票房|产值|总值|价格|奖金|人次|震级)$")
+# When something happens ("开幕时间"); not how long it takes ("通勤时间", "审批时间": a figure of minutes or days).
+_HEAD_TIME = re.compile(r"(?<!平均|通勤|审批|办理|开办|等待|等候|营业|开放|办结|响应|服务|工作|学习)(?<!用)(?:时间|日期|时刻)$")
+# Nouns of amount: counts (人数, 交付量), sums (总额, 营收), rates (增长率); not 质量 (quality), 考量,
+# 效率, 表率, 大多数 or 变数.
+_HEAD_AMOUNT = re.compile(r"(?:(?<![少多变无礼])数|(?<![质力考商胆])量|额|(?<![效表坦直草轻])率|营收|收入|利润|票房|产值|总值|价格|奖金|人次|震级)$")
 
 
 # "涨了几个点", "占GDP几个点", "提高了多少个百分点": a share or a rate, not a count of 个.

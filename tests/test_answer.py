@@ -64,6 +64,8 @@ def test_figure_helpers():
     assert figure_with("人", "我国网民规模为10.51亿，互联网普及率达74.4%") and not figure_with("人", "投资10亿元")
     assert not figure_with("人", "每万人拥有执业医师") and not figure_with("吨", "粮食产量1.2万，")
     assert figure_with("元", "进出口规模6.05万亿美元")
+    assert not figure_with("家", "全市高新技术企业总收入达2.1万亿，") and not figure_with("人", "完成投资120亿，")
+    assert not figure_with("元", "2024年1月1日元旦") and figure_with("元", "兑换100日元")
     assert lost_figure("元", "区级一般公共预算收入完成亿元")
     assert lost_figure("", "全区森林面积达万公顷")
     assert lost_figure("", "每千人口拥有3岁以下婴幼儿托位数个", focus=("托位数",))
@@ -79,6 +81,9 @@ def test_a_phrase_typed_without_a_question_word_asks_what_its_last_word_names():
     assert question_type("2022年重庆的GDP增长率") == "number" and question_type("2021年北京大兴机场年旅客吞吐量") == "number"
     # Not a quality, a title or anything a question word already asks.
     assert question_type("2023年北京空气质量") == "fact" and question_type("卡塔尔世界杯的冠军") == "fact"
+    # How long something takes is a figure of minutes or days, not a date; 效率 and 大多数 are no amounts.
+    assert question_type("企业开办时间") == "fact" and question_type("北京平均通勤时间") == "fact"
+    assert question_type("海淀区政府工作效率") == "fact" and question_type("发展变数") == "fact"
     assert question_type("节目在什么时间播出？") == "time" and question_type("人数最多的是哪个队？") == "fact"
 
 

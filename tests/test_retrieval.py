@@ -143,6 +143,10 @@ def test_the_question_vector_reads_what_is_asked_about(seeds_index):
 
     assert Query.parse("“十四五”时期2025年底海淀常住人口是多少？").topic().norm == "海淀常住人口是多少?"
     assert Query.parse("2023年呢？").topic().norm == "2023年呢?"  # nothing else to ask about: kept
+    # Only times: not inside words, figures, ages, sessions or dates.
+    for kept in ("目前年轻人失业率", "三十五岁以下青年人才补贴", "第十五届全运会", "十二月十五日", "人口超过2000万", "投资2050亿元"):
+        assert Query.parse(kept).topic().norm == Query.parse(kept).norm, kept
+    assert Query.parse("What was Anhui's GDP growth in 2025?").topic().norm == "What was Anhui's GDP growth ?"
 
     items = [i for i in load_eval_set(ROOT / "eval_sets" / "seeds_paraphrase.jsonl") if i.evidence]
     snap = seeds_index.snapshot()

@@ -165,6 +165,13 @@ def test_compared_places_and_years_become_one_question_each():
     assert split_compared("2025年山东和山西的PM2.5浓度分别是多少，哪个更低？", [])[0] == ("山东", "2025年山东的PM2.5浓度是多少？")
     assert split_compared("2023年和2024年哪年海淀GDP增长更快？", [])[1] == ("2024年", "2024年海淀GDP增长了多少？")
     assert split_compared("黑龙江、吉林这两个东北省份2025年各打了多少粮？", [])[0] == ("黑龙江", "黑龙江2025年打了多少粮？")
+    # Only the ranking is rewritten: not a superlative, not 哪些/哪里, not a word that begins like a count of places.
+    assert split_compared("北京和上海各自的地区生产总值是多少?", [])[0] == ("北京", "北京的地区生产总值是多少?")
+    assert split_compared("北京和天津二手房市场成交量分别是多少?", [])[1] == ("天津", "天津二手房市场成交量是多少?")
+    assert split_compared("北京、上海、广州三地哪个城市GDP最高?", [])[0] == ("北京", "北京哪个城市GDP最高?")
+    assert split_compared("北京和上海哪些区的房价更高?", [])[0] == ("北京", "北京哪些区的房价更高?")
+    assert split_compared("安徽和河南谁的PM2.5浓度下降得更快?", [])[0] == ("安徽", "安徽PM2.5浓度下降了多少?")
+    assert split_compared("2023年和2024年哪年的降水量更少?", [])[0] == ("2023年", "2023年降水量是多少?")
     # Places that share one topic are not a comparison.
     assert split_compared("北京、天津、河北三地协同发展的国家战略是哪一年满十年的?", []) == [
         ("", "北京、天津、河北三地协同发展的国家战略是哪一年满十年的?")]

@@ -182,7 +182,7 @@ class HybridSearcher:
         lexical = snap.bm25.search(query.bm25_tokens(framing), n, mask)
         topic = self.settings.question_vector == "topic"
         meant = query.without(framing) if framing and (topic or self.settings.place_words == "all") else query
-        qv = self.index.question_vector(meant) if dense and snap.chunks else None
+        qv = self.index.question_vector(meant, topic) if dense and snap.chunks else None
         by_chunk = self.index.dense_search(query.dense_text, n, allowed, snap, qv) if qv is not None else []
         by_sentence: list[tuple[str, float]] = []
         if qv is not None and sentences:

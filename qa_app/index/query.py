@@ -62,9 +62,16 @@ def _strip(text: str, words: tuple[str, ...]) -> str:
     return text
 
 
-# When a question is about: a year ("2025年底", "2019"), a relative one, a five-year plan ("“十四五”时期").
-_WHEN = re.compile(r"(?<!\d)(?:19|20)\d{2}(?!\d)\s*年?(?:底|末|初|上半年|下半年|以来|全年)?|[去今明前]年"
-                   r"|“?十[一二三四五六七八九]?五”?(?:时期|期间|末|初)?")
+# When a question is about: a year ("2025年底", "in 2019"; not a figure: "2000万", "2050亿元"), a
+# relative one (not inside a word: 目前年轻人, 过去年均), a five-year plan ("“十四五”时期"; not 三十五岁,
+# 第十五届, 十五分钟: the plan's own lookahead, text.PLAN_RE).
+_WHEN = re.compile(
+    r"(?:\b(?:in|during|for|of|by|since)\s+)?(?<![\d.])(?:19|20)\d{2}(?![\d.%万亿千百元个])\s*年?(?:底|末|初|上半年|下半年|以来|全年)?"
+    r"|(?<![目当提至过说表证聪文光])[去今明前]年(?:年?底|年?末|年?初|上半年|下半年)?(?![轻龄度均纪])"
+    r"|(?<![一二三四五六七八九十第])[“\"‘]?十[一二三四五六七八九]?五[”\"’]?(?=规划|计划|时期|期间|末|初|以来|$|[^\u4e00-\u9fff]|[的发目这])"
+    r"(?:时期|期间|末|初)?",
+    re.I,
+)
 
 
 @dataclass

@@ -26,7 +26,7 @@ _RELATIVE = {"前年": -2, "去年": -1, "今年": 0, "明年": 1}
 _RELATIVE_RE = re.compile("|".join(_RELATIVE))
 # Places joined in one question ("安徽和河南…分别…", "北京、上海两地…"): each is asked about.
 # Asking for each place, not for what they share ("京津冀三地协同发展…哪一年"): only then split.
-_EACH = re.compile(r"分别|各自|各是|各为|各有|哪个|哪一个|谁|更高|更多|更快|更大|相比|比较|对比|差距|高于|低于|多于|少于"
+_EACH = re.compile(r"分别|各自|各是|各为|各有|哪个|哪一个|哪一?年更|谁|更高|更多|更快|更大|更低|更少|更慢|更小|相比|比较|对比|差距|高于|低于|多于|少于"
                    r"|\b(?:respectively|each|both|which|compared?|versus|higher|faster)\b", re.I)
 _JOINER = r"\s*(?:和|与|及|以及|跟|同|、|,|，|还有|对比|相比|比较|vs\.?|VS|and|or)\s*"
 
@@ -79,8 +79,8 @@ _RESPECTIVELY = re.compile(r"分别|各自")
 # "谁跑得更快", "哪个省…更高", "哪个更低": asked across the parts, answered by setting their figures
 # side by side; alone, a part would ask who or which.
 _RANKED = re.compile(
-    r"(?:谁|哪一?个|哪)(?:省份|省|市|地区|地方|地|区|城市|年)?的?(?P<what>[^,，。;；？?]*?)"
-    r"(?:跑|涨|长|增长|来|定|排)?得?更?(?P<how>[快慢高低多少大小])(?:一些|一点|些)?(?=[？?。]|$)")
+    r"(?:谁|哪一?个|哪一?年)(?:省份|省|市|地区|地方|城市)?的?(?P<what>[^,，。;；？?最]*?)"
+    r"(?:跑|涨|长|增长|来|定|排)?(?:得更|得|更)(?P<how>[快慢高低多少大小])(?:一些|一点|些)?(?=[？?。]|$)")
 
 
 def _figure_of_one(text: str) -> str:
@@ -94,7 +94,12 @@ def _figure_of_one(text: str) -> str:
     if re.search(r"多少|几", before):
         return before.rstrip(",，、;； ") + after
     asked = before + m["what"]
-    verb = "增长了多少" if m["how"] in "快慢" and "增" not in asked else "是多少"
+    if re.search(r"(?:增长|增加|下降|降低|减少|提高|上升|回落|上涨|下跌)$", asked):
+        verb = "了多少"  # "…浓度下降得更快": how much it fell
+    elif m["how"] in "快慢" and not re.search(r"增|降|涨|跌|减", asked):
+        verb = "增长了多少"
+    else:
+        verb = "是多少"
     return asked + verb + after
 
 
@@ -240,7 +245,9 @@ def _split(text: str, found: list[tuple[int, str, str]]) -> list[tuple[str, str]
         return [("", text)]
     start, end = run[0][0], run[-1][0] + len(run[-1][1])
     # "两地"/"两省"/"这两个东北省份" only say how many are asked about: left out of each part.
-    tail = re.sub(r"^(?:这|这些)?(?:[两二三四五六七八九几各]+个?[\u4e00-\u9fff]{0,3}?(?:省份|省区|省|市|地区|地|区|年|城市)|等地)",
+    tail = re.sub(r"^(?:[两二三四五六七八九几各]+(?:省|市|地|区|年|个省份|个地区)|等地"
+                  r"|(?:这|这些)?[两二三四五六七八九几]+(?:个|座)?(?:东北|西北|西南|东南|华北|华东|华南|华中|中部|西部|东部|沿海|边疆|内陆)?"
+                  r"(?:省份|省区|省|城市|地区|市|地)(?=$|[^\u4e00-\u9fff]|[的在都和与各分去今明前]))",
                   "", text[end:])
     return [(words, _one_part(text[:start] + asked + tail)) for _, words, asked in run]
 

@@ -836,10 +836,10 @@ class Index:
     def query_vector(self, text: str) -> np.ndarray:
         return np.asarray(self.embeddings.embed_query(text), dtype=np.float32)
 
-    def question_vector(self, query) -> np.ndarray:
+    def question_vector(self, query, topic: bool | None = None) -> np.ndarray:
         """A question's vector: the normalised mean of its dense texts' (``Query.dense_texts``), of
-        what it asks about (``Query.topic``) unless the settings say the question as asked."""
-        if self.settings.question_vector == "topic":
+        what it asks about (``Query.topic``) when ``topic`` (default: the settings' ``question_vector``)."""
+        if topic if topic is not None else self.settings.question_vector == "topic":
             query = query.topic()
         vectors = [self.query_vector(t) for t in query.dense_texts]
         if len(vectors) == 1:

@@ -169,9 +169,11 @@ def _goal_where_asked(q: QuestionAnalysis, norm: str) -> bool:
 # People are counted with several measure words: "多少人" is answered by "1.4万名师生"; a
 # weight or an area in any of its units ("多少万吨" by "838.6亿斤").
 # "多少美元" asks 元 (expected_measure): money in any currency the reports write.
-_MEASURE_ALIASES = {"元": "(?:美|欧|港|日)?元", "人": "(?:人|名|位)", "名": "(?:名|人|位)", "位": "(?:位|名|人)",
+_MEASURE_ALIASES = {"元": "(?:(?:美|欧|港)?元|日元(?![旦宵]))", "人": "(?:人|名|位)", "名": "(?:名|人|位)", "位": "(?:位|名|人)",
                     **dict.fromkeys(("吨", "斤", "公斤", "千克"), "(?:吨|斤|公斤|千克)"),
                     **dict.fromkeys(("亩", "公顷"), "(?:亩|公顷)")}
+# Words of money or output: a figure after them is no count of people or things.
+_AMOUNT_BEFORE = re.compile(r"收入|产值|总值|投资|营收|税|额|gdp|资金|金额|利润|支出|销售|融资|规模以上", re.I)
 # Measures that count people or things (a count may be written without its unit).
 _COUNTED = frozenset("人 名 位 人次 户 家 辆 件 台 套 张 部 项 所 座 条 支 处".split())
 _NUMERAL = r"(?:(?<![\d.])\d+(?:\.\d+)?|[一二三四五六七八九十两][一二三四五六七八九十两百千万]*)"
@@ -202,8 +204,11 @@ def _figures(measure: str, text: str) -> Iterator[re.Match]:
         yield from re.finditer(_NUMERAL + r"\s*(?:万亿|亿|万|千|百)?\s*(?:余|多)?" + _measure_re(measure) + "(?!级)", text)
         if measure in _COUNTED:
             # What is counted is often named before the figure and its unit left out ("网民规模为10.51亿",
-            # "常住人口313.3万"): a count in 万 or 亿 that no word follows.
-            yield from re.finditer(_NUMERAL + r"\s*(?:万亿|亿|万)(?:余|多)?(?![\u4e00-\u9fff%])", text)
+            # "常住人口313.3万"): a count in 万 or 亿 that no word follows, unless money or output
+            # stands just before it ("总收入2.1万亿，", "完成投资120亿，").
+            for m in re.finditer(_NUMERAL + r"\s*(?:亿|万)(?:余|多)?(?![\u4e00-\u9fff%])", text):
+                if not _AMOUNT_BEFORE.search(text[max(0, m.start() - 8) : m.start()]):
+                    yield m
 
 
 def is_change(text: str, m: re.Match) -> bool:
