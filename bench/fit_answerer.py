@@ -441,6 +441,32 @@ def table(records: list[dict], model) -> str:
     return "\n".join(lines)
 
 
+def decider_only(args, records: list[dict], tune: list[dict], measured: list[dict]) -> None:
+    """Refit one kind's decider on the tune half, the base model's ranker reading the candidates,
+    and choose its threshold by the same rule: for when what a decider reads has moved (a new
+    question vector, new answer kinds) but the rankers still order the candidates well."""
+    from qa_app.llm import sentence_model
+
+    kind = args.decider_only
+    base = sentence_model.load(args.base)
+    own = [r for r in tune if key_for(r) == kind]
+    model = replace(base, deciders={**base.deciders, kind: fit_decider(own or tune, kind, base.rankers[kind], args.l2)})
+    written = [r for r in tune if not r["set"].endswith(WITHHELD)]
+    points = curve([r for r in written if key_for(r) == kind] or written, model, kind)
+    threshold = operating_point(points, args.min_refused if kind == "semantic" else args.min_refused_lexical)
+    sets = sorted({r["set"] for r in own or tune})
+    model = replace(model, thresholds={**model.thresholds, kind: threshold},
+                    fitted_on=f"{base.fitted_on}; the {kind} decider refitted on the tune halves of {', '.join(sets)}")
+    print(f"{kind} decider: threshold {threshold} (was {base.thresholds[kind]})\n")
+    print(table(records + measured, model))
+    print(f"\ndecider {kind}: " + ", ".join(f"{n} {w:+.2f}" for n, w in zip(model.deciders[kind].names, model.deciders[kind].coef)))
+    if args.curve:
+        args.curve.write_text(json.dumps({kind: points}) + "\n", encoding="utf-8")
+    if not args.dry_run:
+        args.out.write_text(json.dumps(model.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        print(f"\nwritten: {args.out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -472,6 +498,10 @@ def main() -> None:
                         "nothing written (an experiment; the shipped file holds linear models)")
     f.add_argument("--drop", default="", help="candidate features to zero before fitting (comma-separated names "
                                                "of LEXICAL that are also candidate attributes): an ablation")
+    f.add_argument("--decider-only", choices=("semantic", "lexical"),
+                   help="refit only this kind's decider and its threshold, on top of the shipped model (--base): "
+                        "its rankers and the other kind stay as they are")
+    f.add_argument("--base", type=Path, default=BUILTIN, help="the model --decider-only starts from (default: the shipped one)")
     args = ap.parse_args()
     if args.cmd == "dump":
         with args.out.open("w", encoding="utf-8") as out:
@@ -489,6 +519,9 @@ def main() -> None:
     measured = load_dumps(args.measure) if args.measure else []
     if args.drop:
         ablate(measured, args.drop.split(","))
+    if args.decider_only:
+        decider_only(args, records, tune, measured)
+        return
     rankers, deciders = {}, {}
     for kind in ("semantic", "lexical"):
         own = [r for r in tune if key_for(r) == kind]

@@ -98,6 +98,15 @@ def test_fit_answerer_dumps_fits_and_writes_a_loadable_model(seeds_index, tmp_pa
     refusals = [p[2] for p in points]
     assert refusals == sorted(refusals)
 
+    # One decider refitted on top of a model: its rankers and the other kind stay as they were.
+    only = tmp_path / "only.json"
+    monkeypatch.setattr(sys, "argv", ["fit_answerer", "fit", str(dump), "--decider-only", "semantic", "--base", str(out),
+                                      "--out", str(only)])
+    fit_answerer.main()
+    refit = sentence_model.load(only)
+    assert refit.rankers == model.rankers and refit.deciders["lexical"] == model.deciders["lexical"]
+    assert refit.thresholds["lexical"] == model.thresholds["lexical"] and "semantic decider refitted" in refit.fitted_on
+
     # The boosted-trees experiment replays the same dump and writes nothing.
     boosted = tmp_path / "boosted.json"
     monkeypatch.setattr(sys, "argv", ["fit_answerer", "fit", str(dump), "--boosted", "--out", str(boosted),
