@@ -172,6 +172,24 @@ def test_compared_places_and_years_become_one_question_each():
     assert split_compared("北京和上海哪些区的房价更高?", [])[0] == ("北京", "北京哪些区的房价更高?")
     assert split_compared("安徽和河南谁的PM2.5浓度下降得更快?", [])[0] == ("安徽", "安徽PM2.5浓度下降了多少?")
     assert split_compared("2023年和2024年哪年的降水量更少?", [])[0] == ("2023年", "2023年降水量是多少?")
+    # Which is ahead, however it is asked: 哪边/哪儿/谁家, a comparative without 更, the asker after
+    # the topic, "A跟B比", the words after a place said again after the next, "A…多，还是B…多".
+    assert split_compared("重庆和湖南的老百姓，一年人均到手收入哪边多？", []) == [
+        ("重庆", "重庆的老百姓，一年人均到手收入是多少？"), ("湖南", "湖南的老百姓，一年人均到手收入是多少？")]
+    assert split_compared("黑龙江跟河南比，2025年谁家打的粮食多？", [])[1] == ("河南", "河南2025年打的粮食是多少？")
+    assert split_compared("山东、河南去年城里新添的就业岗位谁多？", [])[0] == ("山东", "山东去年城里新添的就业岗位是多少？")
+    assert split_compared("西藏、青海两地2025年GDP增速哪个高", [])[1] == ("青海", "青海2025年GDP增速是多少")
+    assert split_compared("天津人和重庆人，谁的平均寿命更长？", [])[1] == ("重庆", "重庆人，平均寿命是多少？")
+    assert split_compared("西安的机场和重庆的机场，去年哪个客流大？", [])[0] == ("西安", "西安的机场，去年客流是多少？")
+    assert split_compared("去年去新疆旅游的人多，还是去内蒙古的多？", []) == [
+        ("新疆", "去年去新疆旅游的人是多少？"), ("内蒙古", "去年去内蒙古旅游的人是多少？")]
+    assert split_compared("内蒙古与新疆的粮食产量相比，谁更多？", [])[1] == ("新疆", "新疆的粮食产量是多少？")
+    assert split_compared("云南和海南，去年哪儿空气好的天数更多？", [])[0] == ("云南", "云南，去年空气好的天数是多少？")
+    # Not a comparison with the year before ("比上年"), not a superlative, not an alternative of one place.
+    assert split_compared("安徽和河南比上年分别增长多少？", [])[0] == ("安徽", "安徽比上年增长多少？")
+    assert split_compared("北京和上海谁的GDP最高？", [])[0] == ("北京", "北京谁的GDP最高？")
+    assert split_compared("去新疆旅游还是去海南旅游更便宜？", []) == [("", "去新疆旅游还是去海南旅游更便宜？")]
+    assert split_compared("新疆的棉花是机采还是手采？", []) == [("", "新疆的棉花是机采还是手采？")]
     # Places that share one topic are not a comparison.
     assert split_compared("北京、天津、河北三地协同发展的国家战略是哪一年满十年的?", []) == [
         ("", "北京、天津、河北三地协同发展的国家战略是哪一年满十年的?")]

@@ -26,7 +26,8 @@ _RELATIVE = {"前年": -2, "去年": -1, "今年": 0, "明年": 1}
 _RELATIVE_RE = re.compile("|".join(_RELATIVE))
 # Places joined in one question ("安徽和河南…分别…", "北京、上海两地…"): each is asked about.
 # Asking for each place, not for what they share ("京津冀三地协同发展…哪一年"): only then split.
-_EACH = re.compile(r"分别|各自|各是|各为|各有|哪个|哪一个|哪一?年更|谁|更高|更多|更快|更大|更低|更少|更慢|更小|相比|比较|对比|差距|高于|低于|多于|少于"
+_EACH = re.compile(r"分别|各自|各是|各为|各有|哪个|哪一个|哪一?年更|哪边|哪方|哪儿|谁|还是|更高|更多|更快|更大|更低|更少|更慢|更小|更长|更短"
+                   r"|相比|比较|对比|差距|高于|低于|多于|少于"
                    r"|\b(?:respectively|each|both|which|compared?|versus|higher|faster)\b", re.I)
 _JOINER = r"\s*(?:和|与|及|以及|跟|同|、|,|，|还有|对比|相比|比较|vs\.?|VS|and|or)\s*"
 
@@ -76,11 +77,15 @@ def _each_adverbs(text: str) -> list[int]:
 _RESPECTIVELY = re.compile(r"分别|各自")
 
 
-# "谁跑得更快", "哪个省…更高", "哪个更低": asked across the parts, answered by setting their figures
-# side by side; alone, a part would ask who or which.
-_RANKED = re.compile(
-    r"(?:谁|哪一?个|哪一?年)(?:省份|省|市|地区|地方|城市)?的?(?P<what>[^,，。;；？?最]*?)"
-    r"(?:跑|涨|长|增长|来|定|排)?(?:得更|得|更)(?P<how>[快慢高低多少大小])(?:一些|一点|些)?(?=[？?。]|$)")
+# Who or which is ahead ("谁跑得更快", "哪个省…更高", "哪边多", "谁家打的粮食多", "哪个客流大"):
+# asked across the parts, answered by setting their figures side by side; alone, a part would ask
+# who or which. (Not 哪些/哪里/哪项…, which ask for a list or a place; not a superlative.)
+_ASKER = r"(?:谁家?|哪(?![些里项类种样])(?:一)?(?:个|边|方|儿|家|座|年|位)?)(?:省份|省区|省|市|地区|地方|城市|区)?的?"
+_AHEAD = r"(?:得)?(?:更|较|比较)?(?P<how>[快慢高低多少大小长短])(?:一些|一点|些)?(?=[？?。]|$)"
+_RANKED = re.compile(_ASKER + r"(?P<what>[^,，。;；？?最]*?)(?:跑|涨|长|增长|来|定|排)?" + _AHEAD)
+# "去年去新疆旅游的人多，还是去内蒙古的多": the first alternative, its comparative at the end and no asker.
+_BARE_AHEAD = re.compile(r"(?<![最不])(?:得)?(?:更|较|比较)?(?P<how>[快慢高低多少大小长短])(?:一些|一点|些)?$")
+_ASKS = re.compile(r"多少|几|什么|谁|哪|how|what|which|who", re.I)
 
 
 def _figure_of_one(text: str) -> str:
@@ -89,14 +94,24 @@ def _figure_of_one(text: str) -> str:
     figure (a speed, 快/慢, is a growth unless growth is already named)."""
     m = _RANKED.search(text)
     if not m:
-        return text
+        stem = text.rstrip("？?。 ")
+        m = None if _ASKS.search(stem) else _BARE_AHEAD.search(stem)
+        if not m:
+            return text
+        return _asking_figure(stem[: m.start()], m["how"], text[len(stem):])
     before, after = text[: m.start()], text[m.end():]
     if re.search(r"多少|几", before):
-        return before.rstrip(",，、;； ") + after
-    asked = before + m["what"]
+        before = before.rstrip(",，、;； ")
+        return before + (after.lstrip("？?") if before.endswith(("？", "?")) else after)
+    return _asking_figure(before + m["what"], m["how"], after)
+
+
+def _asking_figure(asked: str, how: str, after: str) -> str:
+    # "内蒙古与新疆的粮食产量相比，谁更多": the comparing word goes with the ranking.
+    asked = re.sub(r"(?:相比|比较|对比|比起来)$", "", asked.rstrip(",，、;； ")).rstrip(",，、;； ")
     if re.search(r"(?:增长|增加|下降|降低|减少|提高|上升|回落|上涨|下跌)$", asked):
         verb = "了多少"  # "…浓度下降得更快": how much it fell
-    elif m["how"] in "快慢" and not re.search(r"增|降|涨|跌|减", asked):
+    elif how in "快慢" and not re.search(r"增|降|涨|跌|减", asked):
         verb = "增长了多少"
     else:
         verb = "是多少"
@@ -210,7 +225,10 @@ def split_compared(text: str, docs: list[DocumentInfo], asks_figure: bool = Fals
     places = named_places(text, docs)
     if each or (asks_figure and not _TOGETHER.search(text) and _reported_apart([p for _, _, p in places], docs)):
         # An abbreviation (皖) is asked about by the place's name (安徽) in its own part: alone, 皖 is a character.
-        by_place = _split(text, [(o, w, p.short if len(w) == 1 else w) for o, w, p in places])
+        asked = [(o, w, p.short if len(w) == 1 else w) for o, w, p in places]
+        by_place = _split(text, asked)
+        if len(by_place) == 1 and each:
+            by_place = _alternatives(text, asked)
         if len(by_place) > 1:
             return by_place
     if not each:
@@ -232,11 +250,15 @@ def _split(text: str, found: list[tuple[int, str, str]]) -> list[tuple[str, str]
         prev = runs[-1][-1]
         between = text[prev[0] + len(prev[1]) : item[0]]
         # Abbreviations are written together ("黔滇", "川渝"; not 北京海淀, one place); the words
-        # before a place may be said again before the next ("去内蒙古和去新疆").
-        joined = re.match(_JOINER, between)
+        # before a place may be said again before the next ("去内蒙古和去新疆"), and the words
+        # after it after the next ("天津人和重庆人", "西安的机场和重庆的机场").
+        joined = re.search(_JOINER, between)
+        said = between[: joined.start()] if joined else ""
         again = between[joined.end():] if joined else between
+        after_again = not said or (len(said) <= 4 and text[item[0] + len(item[1]):].startswith(said))
+        before_again = not again or (len(again) <= 3 and text[: prev[0]].endswith(again))
         together = not between and len(prev[1]) == len(item[1]) == 1
-        if together or (joined and (not again or (len(again) <= 3 and text[: prev[0]].endswith(again)))):
+        if together or (joined and after_again and before_again):
             runs[-1].append(item)
         else:
             runs.append([item])
@@ -245,11 +267,26 @@ def _split(text: str, found: list[tuple[int, str, str]]) -> list[tuple[str, str]
         return [("", text)]
     start, end = run[0][0], run[-1][0] + len(run[-1][1])
     # "两地"/"两省"/"这两个东北省份" only say how many are asked about: left out of each part.
-    tail = re.sub(r"^(?:[两二三四五六七八九几各]+(?:省|市|地|区|年|个省份|个地区)|等地"
+    tail = re.sub(r"^(?:(?:相比|比较|对比|比)(?:起来|一下)?(?:[,，\s]+|$)|[两二三四五六七八九几各]+(?:省|市|地|区|年|个省份|个地区)|等地"
                   r"|(?:这|这些)?[两二三四五六七八九几]+(?:个|座)?(?:东北|西北|西南|东南|华北|华东|华南|华中|中部|西部|东部|沿海|边疆|内陆)?"
                   r"(?:省份|省区|省|城市|地区|市|地)(?=$|[^\u4e00-\u9fff]|[的在都和与各分去今明前]))",
                   "", text[end:])
     return [(words, _one_part(text[:start] + asked + tail)) for _, words, asked in run]
+
+
+def _alternatives(text: str, found: list[tuple[int, str, str]]) -> list[tuple[str, str]]:
+    """"去年去新疆旅游的人多，还是去内蒙古的多？": the first alternative asked of each place."""
+    cut = text.find("还是")
+    first = [f for f in found if f[0] + len(f[1]) <= cut]
+    others = [f for f in found if f[0] > cut]
+    template = text[:cut].rstrip(",，、;； ")
+    # Each alternative says its own comparative ("…多，还是…多"); "去A还是去B更便宜" asks otherwise.
+    if cut < 0 or len(first) != 1 or not others or not _BARE_AHEAD.search(template):
+        return [("", text)]
+    offset, words, _ = first[0]
+    mark = text.rstrip()[-1:] if text.rstrip()[-1:] in "？?" else ""
+    return [(w, _one_part(template[:offset] + asked + template[offset + len(words):] + mark))
+            for _, w, asked in [first[0], *others]]
 
 
 def coverage_text(docs: list[DocumentInfo], limit: int = 8) -> str:
