@@ -310,9 +310,15 @@ def expected_measure(norm: str) -> str:
         return "元" if unit.endswith("元") else unit
     if _MONEY.search(norm) and not re.search(r"增长|增速|增幅|涨", norm):
         return "元"
-    if _RATE.search(norm):
+    if _RATE.search(norm) or _RATE_NOUN.search(norm):
         return "%"
     return ""
+
+
+# A noun in 率 asked about ("城镇化率是多少", "森林覆盖率多高", "…的失业率"): a share, written in % (or
+# ‰, 成, a ratio). Not the rates measured in other units: 频率, 功率, 汇率, 速率, 效率, 倍率,
+# 劳动生产率 (万元/人), 容积率 (a plain number).
+_RATE_NOUN = re.compile(r"(?<![频功汇速效倍积])(?<!生产)率(?:是|为|有|在|达到?|能?达到?)?(?:多少|几|多高|多大)|(?<![频功汇速效倍积])(?<!生产)率[？?]?$")
 
 
 def _synonym_spans(text: str) -> tuple[list[tuple[str, ...]], str]:

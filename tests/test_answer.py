@@ -340,6 +340,20 @@ def test_points_are_asked_as_a_share_or_a_rate():
     assert expected_measure("海淀建了几个点位？") == "个" and expected_measure("有几个景点？") == "个"
 
 
+def test_a_rate_is_asked_as_a_share_unless_it_is_measured_in_units():
+    from qa_app.llm.extractive import figure_with
+    from qa_app.question import expected_measure
+
+    for question in ("福建省2025年常住人口城镇化率是多少？", "森林覆盖率多高", "江苏去年的失业率", "学校男女生比例是多少？"):
+        assert expected_measure(question) == "%", question
+    for question in ("全员劳动生产率是多少？", "人民币汇率是多少？", "这块地的容积率是多少？", "留皖率从多少提高到多少？"):
+        assert expected_measure(question) == "", question
+    # A share written per mille or as a ratio states it; a count does not.
+    assert figure_with("%", "男女生比例约为1：7") and figure_with("%", "人口出生率为6.39‰")
+    assert figure_with("%", "城乡居民收入比缩小至2.1∶1左右")
+    assert not figure_with("%", "新增养老床位5万张、普惠托育机构923个")
+
+
 def test_a_target_for_the_asked_year_is_not_taken_from_the_plan_periods_targets():
     from qa_app.config import settings_with
     from qa_app.index.query import Query

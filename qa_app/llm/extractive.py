@@ -198,7 +198,9 @@ def _figures(measure: str, text: str) -> Iterator[re.Match]:
         yield from STATED_FIGURE_RE.finditer(text)
         yield from _CN_FIGURE.finditer(text)
     elif measure == "%":
-        yield from re.finditer(r"(?<![\d.])\d+(?:\.\d+)?\s*(?:%|个百分点|倍)|[一二三四五六七八九十两]成|翻一番", text)
+        # A share may be written per mille or as a ratio ("男女生比例约为1：7", "收入比缩小至2.1∶1").
+        yield from re.finditer(r"(?<![\d.])\d+(?:\.\d+)?\s*(?:%|‰|个百分点|倍)|[一二三四五六七八九十两]成|翻一番"
+                               r"|(?<![\d.])\d+(?:\.\d+)?\s*[:：∶]\s*\d+(?:\.\d+)?", text)
     else:
         # 千 and 百 count only after a numeral: "三千人" is a figure, "每千人" is not; "20万吨级" is a size class.
         yield from re.finditer(_NUMERAL + r"\s*(?:万亿|亿|万|千|百)?\s*(?:余|多)?" + _measure_re(measure) + "(?!级)", text)
