@@ -44,7 +44,8 @@ TO_LEVEL = "到|至|为|成"
 _ASK_CHANGE = re.compile(
     rf"{CHANGE_RATES}|(?:{CHANGE_VERBS}|涨)(?!{TO_LEVEL}|值)|变化|百分点"
     r"|\b(?:grow|grew|growth|rise|rose|fall|fell|increase|decrease|decline)", re.I)
-# Words that ask for a rate: a change, or a share. A bare 率 does not: 劳动生产率 is 万元/人.
+# Words that ask for a rate: a change, or a share. Not a bare 率 (劳动生产率 is 万元/人): _RATE_NOUN
+# reads the 率 nouns asked about, with the rates measured in other units left out.
 _RATE = re.compile(
     rf"{CHANGE_RATES}|(?:增长|涨|下降|降低|提高)(?!{TO_LEVEL})|比重|占比|占全市|比例|百分之|"
     r"\b(?:share|percentage|grow|grew|growth|fall|fell|rise|rose|increase|decrease|decline)\b",

@@ -277,11 +277,13 @@ def _split(text: str, found: list[tuple[int, str, str]]) -> list[tuple[str, str]
 def _alternatives(text: str, found: list[tuple[int, str, str]]) -> list[tuple[str, str]]:
     """"去年去新疆旅游的人多，还是去内蒙古的多？": the first alternative asked of each place."""
     cut = text.find("还是")
+    if cut < 0:
+        return [("", text)]
     first = [f for f in found if f[0] + len(f[1]) <= cut]
     others = [f for f in found if f[0] > cut]
     template = text[:cut].rstrip(",，、;； ")
     # Each alternative says its own comparative ("…多，还是…多"); "去A还是去B更便宜" asks otherwise.
-    if cut < 0 or len(first) != 1 or not others or not _BARE_AHEAD.search(template):
+    if len(first) != 1 or not others or not _BARE_AHEAD.search(template):
         return [("", text)]
     offset, words, _ = first[0]
     mark = text.rstrip()[-1:] if text.rstrip()[-1:] in "？?" else ""
