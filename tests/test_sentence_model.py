@@ -114,33 +114,3 @@ def test_fit_answerer_dumps_fits_and_writes_a_loadable_model(seeds_index, tmp_pa
     fit_answerer.main()
     assert not boosted.exists()
     assert "| small.jsonl | tune |" in capsys.readouterr().out
-
-
-def test_a_sentence_nearly_as_probable_that_holds_the_asked_figure_is_the_one_judged():
-    from qa_app.index.query import Query
-    from qa_app.linear import Linear
-    from qa_app.llm.extractive import Candidate
-    from qa_app.question import analyse
-
-    def linear(names, weights, intercept=0.0):
-        return Linear(tuple(names), (0.0,) * len(names), (1.0,) * len(names),
-                      tuple(weights.get(n, 0.0) for n in names), intercept)
-
-    ranker_names, decider_names = sentence_model.expected_names("semantic")
-    # A ranker that prefers the first sentence a little; a decider that answers only when the judged
-    # sentence holds the asked kind of answer.
-    ranker = linear(ranker_names, {"first_sentence": 0.2})
-    decider = linear(decider_names, {"top_typed_hit": 8.0}, intercept=-4.0)
-    model = sentence_model.SentenceModel({"semantic": ranker, "lexical": ranker},
-                                         {"semantic": decider, "lexical": decider}, {"semantic": 0.5, "lexical": 0.5})
-    q = analyse(Query.parse("吉林今年把农村低保标准提高多少？"), lambda t: None, lambda t: True)
-    general = Candidate(0, "提高农村最低生活保障标准。", "提高农村最低生活保障标准。", 0.5, 0.5, False, frozenset(), sem=0.9)
-    figure = Candidate(0, "农村低保标准提高6%。", "农村低保标准提高6%。", 0.5, 0.5, True, frozenset(), sem=0.9, position=1)
-    judged = model.judge(q, [general, figure])
-    assert judged.probs[0] > judged.probs[1]  # the ranker still puts the general sentence first …
-    assert judged.best == 1 and judged.answers  # … but the one holding the figure is judged, and answers
-    # Not when the figure is far less probable than the most probable sentence.
-    far = linear(ranker_names, {"first_sentence": 3.0})
-    model = sentence_model.SentenceModel({"semantic": far, "lexical": far}, model.deciders, model.thresholds)
-    judged = model.judge(q, [general, figure])
-    assert judged.best == 0 and not judged.answers

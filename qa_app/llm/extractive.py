@@ -610,8 +610,7 @@ class ExtractiveGenerator:
             c.prob = p
         if not judged.answers:
             return []
-        # The judged sentence leads (the most probable, or one nearly as probable holding the asked kind).
-        ranked = sorted(cands, key=lambda c: (c is not cands[judged.best], -(c.prob or 0.0)))
+        ranked = sorted(cands, key=lambda c: -(c.prob or 0.0))
         per_year = self._per_year(q, ranked)
         if per_year:
             return per_year

@@ -130,13 +130,10 @@ def features(q: "QuestionAnalysis", cands: Sequence[Candidate], semantic: bool) 
     return rows
 
 
-def decision_row(q: "QuestionAnalysis", cands: Sequence[Candidate], probs: Sequence[float], semantic: bool,
-                 at: int | None = None) -> list[float]:
-    """The decider's evidence (``DECISION``) about the most probable candidate, or the one ``at``
-    (its meaning features only for the semantic kind: the lexical one never sees sentence vectors)."""
+def decision_row(q: "QuestionAnalysis", cands: Sequence[Candidate], probs: Sequence[float], semantic: bool) -> list[float]:
+    """The decider's evidence (``DECISION``) about the most probable candidate (its meaning
+    features only for the semantic kind: the lexical one never sees sentence vectors)."""
     order = sorted(range(len(probs)), key=lambda i: -probs[i])
-    if at is not None:
-        order = [at] + [i for i in order if i != at]
     top = cands[order[0]]
     second = probs[order[1]] if len(order) > 1 else 0.0
     typed = q.qtype in ("number", "time", "list")
@@ -165,7 +162,7 @@ def decision_row(q: "QuestionAnalysis", cands: Sequence[Candidate], probs: Seque
 @dataclass(frozen=True)
 class Judgement:
     probs: list[float]  # per candidate: the ranker's probability that it is the one that answers
-    best: int  # the candidate the decider judged: the most probable, or one nearly as probable that holds the asked kind
+    best: int  # the most probable candidate
     confidence: float  # the decider's probability that it answers at all
     answers: bool  # the confidence reaches the operating point
 
@@ -185,16 +182,8 @@ class SentenceModel:
         rows = features(q, cands, kind == "semantic")
         probs = softmax([self.rankers[kind].score(r) for r in rows])
         best = max(range(len(probs)), key=probs.__getitem__)
-        judged = best
-        if q.qtype in ("number", "time") and not cands[best].has_target:
-            # The most probable sentence lacks the asked kind of answer; one nearly as probable holds
-            # it (within the share the answer's confidence set leaves open): that one is judged.
-            floor = (1 - self.answer_mass) * probs[best]
-            typed = [i for i, c in enumerate(cands) if c.has_target and probs[i] >= floor]
-            if typed:
-                judged = max(typed, key=probs.__getitem__)
-        confidence = self.deciders[kind].probability(decision_row(q, cands, probs, kind == "semantic", judged))
-        return Judgement(probs, judged, confidence, confidence >= self.thresholds[kind])
+        confidence = self.deciders[kind].probability(decision_row(q, cands, probs, kind == "semantic"))
+        return Judgement(probs, best, confidence, confidence >= self.thresholds[kind])
 
     def to_dict(self) -> dict:
         return {"rankers": {k: m.to_dict() for k, m in self.rankers.items()},
