@@ -441,6 +441,21 @@ def table(records: list[dict], model) -> str:
     return "\n".join(lines)
 
 
+def with_operating_point(model: SentenceModel, tune: list[dict], kind: str, min_refused: float):
+    """``model`` with ``kind``'s threshold at its operating point on the tune half, and the curve it
+    was chosen on. The operating point is chosen on the questions people wrote (the issue's targets
+    are theirs); withheld questions teach the decider, they do not set the bar."""
+    written = [r for r in tune if not r["set"].endswith(WITHHELD)]
+    points = curve([r for r in written if key_for(r) == kind] or written, model, kind)
+    return replace(model, thresholds={**model.thresholds, kind: operating_point(points, min_refused)}), points
+
+
+def write_model(args, model: SentenceModel) -> None:
+    if not args.dry_run:
+        args.out.write_text(json.dumps(model.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        print(f"\nwritten: {args.out}")
+
+
 def decider_only(args, records: list[dict], tune: list[dict], measured: list[dict]) -> None:
     """Refit one kind's decider on the tune half, the base model's ranker reading the candidates,
     and choose its threshold by the same rule: for when what a decider reads has moved (a new
@@ -451,20 +466,15 @@ def decider_only(args, records: list[dict], tune: list[dict], measured: list[dic
     base = sentence_model.load(args.base)
     own = [r for r in tune if key_for(r) == kind]
     model = replace(base, deciders={**base.deciders, kind: fit_decider(own or tune, kind, base.rankers[kind], args.l2)})
-    written = [r for r in tune if not r["set"].endswith(WITHHELD)]
-    points = curve([r for r in written if key_for(r) == kind] or written, model, kind)
-    threshold = operating_point(points, args.min_refused if kind == "semantic" else args.min_refused_lexical)
+    model, points = with_operating_point(model, tune, kind, args.min_refused if kind == "semantic" else args.min_refused_lexical)
     sets = sorted({r["set"] for r in own or tune})
-    model = replace(model, thresholds={**model.thresholds, kind: threshold},
-                    fitted_on=f"{base.fitted_on}; the {kind} decider refitted on the tune halves of {', '.join(sets)}")
-    print(f"{kind} decider: threshold {threshold} (was {base.thresholds[kind]})\n")
+    model = replace(model, fitted_on=f"{base.fitted_on}; the {kind} decider refitted on the tune halves of {', '.join(sets)}")
+    print(f"{kind} decider: threshold {model.thresholds[kind]} (was {base.thresholds[kind]})\n")
     print(table(records + measured, model))
     print(f"\ndecider {kind}: " + ", ".join(f"{n} {w:+.2f}" for n, w in zip(model.deciders[kind].names, model.deciders[kind].coef)))
     if args.curve:
         args.curve.write_text(json.dumps({kind: points}) + "\n", encoding="utf-8")
-    if not args.dry_run:
-        args.out.write_text(json.dumps(model.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-        print(f"\nwritten: {args.out}")
+    write_model(args, model)
 
 
 def main() -> None:
@@ -541,11 +551,7 @@ def main() -> None:
     model = SentenceModel(rankers, deciders, {"semantic": 0.5, "lexical": 0.5}, "tune halves of " + ", ".join(sets))
     curves = {}
     for kind, min_refused in (("semantic", args.min_refused), ("lexical", args.min_refused_lexical)):
-        # The operating point is chosen on the questions people wrote (the issue's targets are
-        # theirs); withheld questions teach the decider, they do not set the bar.
-        written = [r for r in tune if not r["set"].endswith(WITHHELD)]
-        curves[kind] = curve([r for r in written if key_for(r) == kind] or written, model, kind)
-        model = replace(model, thresholds={**model.thresholds, kind: operating_point(curves[kind], min_refused)})
+        model, curves[kind] = with_operating_point(model, tune, kind, min_refused)
     print(f"thresholds {model.thresholds} (tune half; at least {args.min_refused:.0%} / {args.min_refused_lexical:.0%} "
           "of unanswerable items refused)\n")
     print(table(records + measured, model))
@@ -558,9 +564,7 @@ def main() -> None:
         args.curve.write_text(json.dumps(curves) + "\n", encoding="utf-8")
     if args.plot:
         plot(curves, model.thresholds, args.plot)
-    if not args.dry_run:
-        args.out.write_text(json.dumps(model.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-        print(f"\nwritten: {args.out}")
+    write_model(args, model)
 
 if __name__ == "__main__":
     main()

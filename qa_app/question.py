@@ -319,7 +319,7 @@ def expected_measure(norm: str) -> str:
 # A noun in 率 asked about ("城镇化率是多少", "森林覆盖率多高", "…的失业率"): a share, written in % (or
 # ‰, 成, a ratio). Not the rates measured in other units: 频率, 功率, 汇率, 速率, 效率, 倍率,
 # 劳动生产率 (万元/人), 容积率 (a plain number).
-_RATE_NOUN = re.compile(r"(?<![频功汇速效倍积])(?<!生产)率(?:是|为|有|在|达到?|能?达到?)?(?:多少|几|多高|多大)|(?<![频功汇速效倍积])(?<!生产)率[？?]?$")
+_RATE_NOUN = re.compile(r"(?<![频功汇速效倍积])(?<!生产)率(?:(?:是|为|有|在|能?达到?)?(?:多少|几|多高|多大)|[？?]?$)")
 
 
 def _synonym_spans(text: str) -> tuple[list[tuple[str, ...]], str]:

@@ -839,7 +839,9 @@ class Index:
     def question_vector(self, query, topic: bool | None = None) -> np.ndarray:
         """A question's vector: the normalised mean of its dense texts' (``Query.dense_texts``), of
         what it asks about (``Query.topic``) when ``topic`` (default: the settings' ``question_vector``)."""
-        if topic if topic is not None else self.settings.question_vector == "topic":
+        if topic is None:
+            topic = self.settings.question_vector == "topic"
+        if topic:
             query = query.topic()
         vectors = [self.query_vector(t) for t in query.dense_texts]
         if len(vectors) == 1:
