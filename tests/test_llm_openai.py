@@ -47,9 +47,13 @@ class FakeLLM:
     delay: float = 0.0
     closing: bool = False
     requests: list[dict] = field(default_factory=list)
+    # Which test is running: a request a previous test sent (one its client gave up on after a
+    # timeout, which a loaded server reads only now) is not this test's.
+    generation: int = 0
 
     def reset(self) -> None:
         self.reply, self.delay, self.requests = (lambda messages: "好的。"), 0.0, []
+        self.generation += 1
 
     def answer_requests(self) -> list[dict]:
         return [r for r in self.requests if not is_condense(r["messages"])]
@@ -101,8 +105,12 @@ def make_app(fake: FakeLLM) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def completions(request: Request):
+        sent_during = fake.generation
         body = await request.json()
-        fake.requests.append(body)
+        # Reached only after its client gave up (a timeout of an earlier test, on a loaded host):
+        # nobody reads this answer, and counting it would give the running test a request it never sent.
+        if sent_during == fake.generation and not await request.is_disconnected():
+            fake.requests.append(body)
         if request.headers.get("authorization") != f"Bearer {KEY}":
             return JSONResponse(
                 {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error", "code": "invalid_api_key"}},
