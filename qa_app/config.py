@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     # only needs the gist, BM25 sees the whole text, and e5 cost grows with length.
     # 192 vs 256 on the seeds: ingest 24.0 s vs 30.3 s, dev+holdout MRR 0.928 vs 0.927.
     embedding_max_chars: int = 192
+    # A sentence of several clauses is embedded clause by clause too, for the sentence channel of
+    # retrieval (index/sentences.py): a sentence listing many figures has one vector for all of
+    # them. It doubles the text embedded at ingest (seeds: 65.9k tokens -> 132.8k); the sentence
+    # channel's recall@5 on the report halves: indicators dev 0.59 -> 0.76, everyday dev 0.92 ->
+    # 0.96, paraphrase 0.90 -> 0.97, CMRC 0.97 -> 0.96 (README, stop 29). Off: the clauses are
+    # neither embedded nor searched (an index built with them keeps working).
+    sentence_clauses: bool = True
 
     # Where the catalog (documents, chunks, tokens, embedding cache, change log) lives: empty is
     # SQLite in data_dir; postgresql://user@host:port/db puts it in PostgreSQL, so API processes on

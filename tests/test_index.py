@@ -431,3 +431,24 @@ def test_the_start_file_an_ingest_leaves_is_what_the_next_process_starts_from(tm
     built = Index(Settings(data_dir=data_dir_with_cache(tmp_path / "b", seeds_index)), embeddings=seeds_index.embeddings)
     ingest([docs], built, progress=False)
     _same_view(later, built, _dev_questions(10))
+
+
+def test_the_sentence_channel_finds_a_figure_inside_a_sentence_that_lists_many(seeds_index):
+    from qa_app.index.query import Query
+    from qa_app.index.sentences import clause_units, units
+
+    snap = seeds_index.snapshot()
+    vectors = seeds_index.sentence_vectors(snap)
+    # Every chunk's clauses were embedded at ingest beside its sentences, and the view reads them.
+    clauses = {c.chunk_id: clause_units(c.norm) for c in snap.chunks.values()}
+    assert sum(map(len, clauses.values())) > 1000
+    assert all(len(vectors.similarities(cs, seeds_index.question_vector(Query.parse("海淀")))) == len(cs)
+               for cs in list(clauses.values())[:50])
+    # A clause of a long sentence, asked on its own: its chunk comes first, closer through the clause
+    # than through the whole sentence.
+    cid, clause, sentence = next((c.chunk_id, cs[3], s) for c in snap.chunks.values() if (cs := clause_units(c.norm))
+                                 and len(cs) >= 6 for s in units(c.norm) if cs[3] in s)
+    qv = seeds_index.question_vector(Query.parse(clause))
+    assert vectors.best_chunks(qv, 1)[0][0] == cid
+    sims = vectors.similarities([clause, sentence], qv)
+    assert sims[clause] > sims[sentence]

@@ -102,3 +102,18 @@ def test_ties_go_to_the_earlier_chunk_and_chunks_without_sentences_are_never_ret
     hits = view.best_chunks(q, 10)
     assert [c for c, _ in hits[:2]] == ["b#0", "c#0"] and hits[0][1] == hits[1][1]
     assert "a#0" not in [c for c, _ in hits] and len(hits) == 3
+
+
+def test_a_sentence_listing_several_figures_is_also_read_clause_by_clause():
+    from qa_app.index.sentences import clause_units, clauses, search_units
+
+    goals = "今年主要预期目标是:地区生产总值增长5%左右,城镇新增就业45万人,居民消费价格涨幅2%左右。"
+    assert clauses(goals) == ["今年主要预期目标是:", "地区生产总值增长5%左右,", "城镇新增就业45万人,", "居民消费价格涨幅2%左右。"]
+    # A short lead-in ("其中,") says nothing of its own: it stays with what follows, one clause.
+    assert clauses("其中,城镇新增就业45万人。") == []
+    text = goals + "其中,城镇新增就业45万人。"
+    assert search_units(text) == units(text) + clause_units(text)
+    assert search_units(text, with_clauses=False) == units(text) == [goals, "其中,城镇新增就业45万人。"]
+    # The clauses of a sentence longer than a unit reach past the unit's end.
+    long = "，".join(f"第{i}项指标增长{i}%" for i in range(1, 30)) + "。"
+    assert len(units(long)[0]) < len(long) and any("第29项" in c for c in clause_units(long))

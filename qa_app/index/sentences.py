@@ -6,6 +6,12 @@ in the vector store is the mean of its sentences' vectors, so the dense side see
 whole chunk (a single vector of a clipped chunk saw only its start); the sentence vectors
 themselves let the answerer tell which sentence of a passage says what was asked,
 however it is worded.
+
+A sentence of several clauses is also read clause by clause (``search_units``), for the
+sentence channel of retrieval only: a report's sentence often lists many figures
+("地区生产总值增长5%，固定资产投资增长5%，…，居民消费价格涨幅2%左右"), and its one vector
+stands for all of them, so a question about one is far from it; a clause's vector is about
+its own figure (and a sentence longer than ``MAX_CHARS`` is read past its start).
 """
 from __future__ import annotations
 
@@ -28,6 +34,43 @@ def units(norm_text: str) -> list[str]:
         if len(s) >= MIN_CHARS:
             out.append(s[:MAX_CHARS])
     return out
+
+
+# Clauses end at a comma or a colon; a piece shorter than CLAUSE_MIN_CHARS ("其中，", "2025年，")
+# joins the next, as it says nothing of its own.
+_CLAUSE_END = re.compile(r"(?<=[，,：:])")
+CLAUSE_MIN_CHARS = 8
+
+
+def clauses(sentence: str) -> list[str]:
+    """A sentence's clauses, or none when it has only one."""
+    out, piece = [], ""
+    for part in _CLAUSE_END.split(sentence):
+        piece += part
+        if len(piece.strip()) >= CLAUSE_MIN_CHARS:
+            out.append(piece.strip())
+            piece = ""
+    if piece.strip() and out:
+        out[-1] += piece.rstrip()
+    return [c[:MAX_CHARS] for c in out] if len(out) > 1 else []
+
+
+def clause_units(norm_text: str) -> list[str]:
+    """The clauses of a chunk's sentences that have several (none that is a sentence unit too)."""
+    seen = set(units(norm_text))
+    out = []
+    for s in SPLIT.split(norm_text):
+        for c in clauses(s.strip()):
+            if c not in seen:
+                seen.add(c)
+                out.append(c)
+    return out
+
+
+def search_units(norm_text: str, with_clauses: bool = True) -> list[str]:
+    """What the sentence channel searches a chunk by: its sentence units, and (``with_clauses``)
+    the clauses of those that have several."""
+    return units(norm_text) + (clause_units(norm_text) if with_clauses else [])
 
 
 def unit_of(sentence_norm: str) -> str:

@@ -58,7 +58,7 @@ from qa_app.data_folder import CATALOG_FILE
 from qa_app.index.embeddings import embedder_name, make_embeddings, stored_name
 from qa_app.index.errors import DAMAGED, READ_ONLY, StorageError, read_only
 from qa_app.index.recovery import move_aside, write_sources
-from qa_app.index.sentences import SentenceVectors, mean_vector, units
+from qa_app.index.sentences import SentenceVectors, clause_units, mean_vector, search_units, units
 from qa_app.index.vector_store import (
     VectorStore,
     store_class,
@@ -797,13 +797,18 @@ class Index:
         """What ``embed_chunks`` embeds for a chunk: its sentences, or (none long enough) its text."""
         return units(chunk.norm) or [chunk.index_text()[: self.settings.embedding_max_chars]]
 
+    def _clauses(self, chunk: Chunk) -> list[str]:
+        """The clauses ``embed_chunks`` embeds too, for the sentence channel (``sentence_clauses``)."""
+        return clause_units(chunk.norm) if self.settings.sentence_clauses else []
+
     def embed_chunks(self, chunks: list[Chunk], progress=None) -> list[list[float]]:
-        """A vector per chunk: the mean of its sentence units' vectors (each cached by content).
+        """A vector per chunk: the mean of its sentence units' vectors (each cached by content);
+        its clauses are embedded into the cache too, for the sentence channel.
 
         Only writes need chunk vectors: a read-only index refuses here, before embedding anything."""
         self.require_writable()
         unit_lists = [self._units(c) for c in chunks]
-        flat = self.embed_texts([u for us in unit_lists for u in us], progress)
+        flat = self.embed_texts([u for us in unit_lists for u in us] + [u for c in chunks for u in self._clauses(c)], progress)
         out, i = [], 0
         for us in unit_lists:
             out.append(mean_vector(flat[i : i + len(us)]))
@@ -812,7 +817,7 @@ class Index:
 
     def unit_count(self, chunks: list[Chunk]) -> int:
         """How many texts ``embed_chunks`` embeds for these chunks (for a progress bar)."""
-        return sum(len(self._units(c)) for c in chunks)
+        return sum(len(self._units(c)) + len(self._clauses(c)) for c in chunks)
 
     def sentence_vectors(self, snap: Snapshot | None = None) -> SentenceVectors:
         """The sentence vectors of a snapshot's chunks, from the embedding cache (built once per
@@ -828,7 +833,8 @@ class Index:
             model, limit = self.model_name, self.settings.embedding_max_chars
             vectors = SentenceVectors.updated(
                 held[1] if held is not None else None, snap.by_doc,
-                lambda part: [(c.chunk_id, u, text_hash(u[:limit])) for c in part for u in units(c.norm)],
+                lambda part: [(c.chunk_id, u, text_hash(u[:limit])) for c in part
+                              for u in search_units(c.norm, self.settings.sentence_clauses)],
                 lambda keys: self.catalog.cached_vectors(model, keys))
             self._sentences = (snap.version, vectors)
             return vectors
