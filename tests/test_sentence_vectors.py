@@ -111,6 +111,9 @@ def test_a_sentence_listing_several_figures_is_also_read_clause_by_clause():
     assert clauses(goals) == ["今年主要预期目标是:", "地区生产总值增长5%左右,", "城镇新增就业45万人,", "居民消费价格涨幅2%左右。"]
     # A short lead-in ("其中,") says nothing of its own: it stays with what follows, one clause.
     assert clauses("其中,城镇新增就业45万人。") == []
+    # Nor is a figure cut at its thousands separator or a time at its colon.
+    assert clauses("地区生产总值达到12,345.6亿元,同比增长5.2%左右。") == ["地区生产总值达到12,345.6亿元,", "同比增长5.2%左右。"]
+    assert clauses("会议于8:30开始,一直持续到下午5点。") == ["会议于8:30开始,", "一直持续到下午5点。"]
     text = goals + "其中,城镇新增就业45万人。"
     assert search_units(text) == units(text) + clause_units(text)
     assert search_units(text, with_clauses=False) == units(text) == [goals, "其中,城镇新增就业45万人。"]

@@ -11,7 +11,7 @@ A sentence of several clauses is also read clause by clause (``search_units``), 
 sentence channel of retrieval only: a report's sentence often lists many figures
 ("地区生产总值增长5%，固定资产投资增长5%，…，居民消费价格涨幅2%左右"), and its one vector
 stands for all of them, so a question about one is far from it; a clause's vector is about
-its own figure (and a sentence longer than ``MAX_CHARS`` is read past its start).
+its own figure (and a sentence longer than ``MAX_CHARS`` is read past its start, at its commas).
 """
 from __future__ import annotations
 
@@ -36,10 +36,11 @@ def units(norm_text: str) -> list[str]:
     return out
 
 
-# Clauses end at a comma or a colon; a piece shorter than CLAUSE_MIN_CHARS ("其中，", "2025年，")
-# joins the next, as it says nothing of its own.
-_CLAUSE_END = re.compile(r"(?<=[，,：:])")
+# Clauses end at a comma or a colon, not one inside a figure ("12,345.6亿元", "8:30"); a piece
+# shorter than CLAUSE_MIN_CHARS ("其中，", "2025年，") joins the next, as it says nothing of its own.
+_CLAUSE_END = re.compile(r"(?<=[，,：:])(?!(?<=\d[,:])\d)")
 CLAUSE_MIN_CHARS = 8
+_WORD = re.compile(r"\w")
 
 
 def clauses(sentence: str) -> list[str]:
@@ -47,7 +48,7 @@ def clauses(sentence: str) -> list[str]:
     out, piece = [], ""
     for part in _CLAUSE_END.split(sentence):
         piece += part
-        if len(piece.strip()) >= CLAUSE_MIN_CHARS:
+        if len(piece.strip()) >= CLAUSE_MIN_CHARS and _WORD.search(piece):
             out.append(piece.strip())
             piece = ""
     if piece.strip() and out:
